@@ -1,0 +1,184 @@
+"""The one validation seam: trace-time checks with errors that name the argument.
+
+Every public function validates its inputs through these helpers, so the messages read the same
+everywhere: which argument, what was expected, what was received, and (where there is one) how to
+fix it. The checks look only at static information (shapes, dtypes, Python option values), so they
+run once per trace and cost nothing at run time. Checks on array *values* live in the opt-in
+checked mode (:func:`jaxseg_losses.checked`), because a value check inside a traced function
+cannot raise a Python exception.
+
+Shape checks go through ``chex`` static assertions; their ``AssertionError`` is turned into a
+``ValueError`` with our wording, so callers catch the exception types the contract promises.
+"""
+
+import contextlib
+import contextvars
+import functools
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax.experimental import checkify
+
+REDUCTIONS = ("mean", "sum", "none")
+AGGREGATES = ("sample", "batch")
+ACTIVATIONS = ("softmax", "sigmoid", None)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {shown}; got {value!r}.")
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raises ``ValueError`` if a static scalar option is negative (traced values pass)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, numbers.Real):
+        scalar = float(value)
+    else:
+        array = jnp.asarray(value)
+        if array.ndim != 0:
+            raise ValueError(f"`{name}` must be a scalar; got an array of shape {array.shape}.")
+        scalar = float(array)
+    if not scalar >= 0.0:  # also rejects NaN
+        raise ValueError(f"`{name}` must be non-negative; got {scalar}.")
+
+
+def check_in_unit_interval(name: str, value: Any, *, closed_right: bool = True) -> None:
+    """Raises ``ValueError`` unless a static scalar option lies in [0, 1] (or [0, 1))."""
+    check_nonnegative(name, value)
+    if isinstance(value, jax.core.Tracer):
+        return
+    scalar = float(value)
+    if scalar > 1.0 or (not closed_right and scalar == 1.0):
+        bound = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"`{name}` must lie in {bound}; got {scalar}.")
+
+
+def as_float_array(name: str, x: Any) -> jax.Array:
+    """Converts to a JAX array and requires a floating dtype (logits, probabilities)."""
+    array = jnp.asarray(x)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must have a floating dtype (float32, bfloat16, float16 or float64); got "
+            f"{array.dtype}. Cast it with `.astype(jnp.float32)`."
+        )
+    return array
+
+
+def normalize_axis(name: str, axis: int, ndim: int) -> int:
+    """Returns ``axis`` as a non-negative index into an array of rank ``ndim``."""
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        raise TypeError(f"`{name}` must be an int; got {type(axis).__name__} {axis!r}.")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"`{name}`={axis} is out of range for logits of rank {ndim}; expected an axis in "
+            f"[{-ndim}, {ndim - 1}]."
+        )
+    return int(axis) % ndim
+
+
+def check_shape(name: str, x: jax.Array, expected: tuple[int, ...], hint: str = "") -> None:
+    """Raises ``ValueError`` unless ``x.shape == expected``."""
+    try:
+        chex.assert_shape(x, expected)
+    except AssertionError:
+        message = f"`{name}` must have shape {tuple(expected)}; got {tuple(x.shape)}."
+        raise ValueError(f"{message} {hint}".rstrip()) from None
+
+
+def check_min_rank(name: str, x: jax.Array, min_rank: int, layout: str) -> None:
+    """Raises ``ValueError`` if ``x`` has fewer than ``min_rank`` dimensions."""
+    if x.ndim < min_rank:
+        raise ValueError(
+            f"`{name}` must have at least {min_rank} dimensions ({layout}); got shape "
+            f"{tuple(x.shape)}."
+        )
+
+
+def class_vector(name: str, value: Any, num_classes: int, dtype: Any) -> jax.Array:
+    """Validates a per-class vector (``class_weights``, ``alpha``) of length ``num_classes``."""
+    vector = jnp.asarray(value, dtype=dtype)
+    if vector.ndim != 1 or vector.shape[0] != num_classes:
+        raise ValueError(
+            f"`{name}` must have shape ({num_classes},), one entry per class; got "
+            f"{tuple(vector.shape)}."
+        )
+    return vector
+
+
+# ----------------------------------------------------------------------------------------------
+# Opt-in value checks.
+
+_VALUE_CHECKS = contextvars.ContextVar("jaxseg_losses_value_checks", default=False)
+
+
+def value_checks_enabled() -> bool:
+    """Whether the current trace runs under :func:`checked`."""
+    return _VALUE_CHECKS.get()
+
+
+def check_values(predicate: jax.Array, message: str, *fmt_args: jax.Array) -> None:
+    """Adds a ``checkify`` value check when checked mode is on; a no-op otherwise."""
+    if value_checks_enabled():
+        checkify.check(predicate, message, *fmt_args)
+
+
+@contextlib.contextmanager
+def _value_checks() -> Iterator[None]:
+    token = _VALUE_CHECKS.set(True)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def checked(fn: F) -> F:
+    """Wraps a loss or metric so that bad *values* raise instead of propagating silently.
+
+    Shapes, dtypes and options are always checked at trace time. Values are not, because a traced
+    function cannot raise: by default labels outside ``[0, C)`` give an all-zero target row (the
+    pixel belongs to no class), non-finite logits propagate NaN, and probabilities outside
+    ``[0, 1]`` are used as given. ``checked(fn)`` traces ``fn`` with value checks switched on
+    (labels in range or equal to ``ignore_index``, finite logits, probabilities and dense targets
+    in ``[0, 1]``, non-negative mask weights) through ``jax.experimental.checkify`` and raises
+    ``checkify.JaxRuntimeError`` naming the first failed check. Use it while debugging a data
+    pipeline; it retraces on every call, so keep the plain function in the training step.
+
+    Args:
+      fn: any function of this library, or a function that calls them.
+
+    Returns:
+      A function with the same signature that raises on bad values.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> logits = jnp.zeros((1, 2, 2, 3))
+      >>> labels = jnp.array([[[0, 1], [2, 7]]])
+      >>> jsl.checked(jsl.dice_loss)(logits, labels)
+      Traceback (most recent call last):
+        ...
+      jax._src.checkify.JaxRuntimeError: `labels` must lie in [0, 3) or equal ignore_index ...
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def traced(*args: Any) -> Any:
+            with _value_checks():
+                return fn(*args, **kwargs)
+
+        error, out = checkify.checkify(traced, errors=checkify.user_checks)(*args)
+        error.throw()
+        return out
+
+    return wrapper  # type: ignore[return-value]

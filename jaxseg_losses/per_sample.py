@@ -1,0 +1,73 @@
+"""Single-example variants of every loss: no batch axis, for ``jax.vmap``.
+
+``per_sample.dice_loss(logits_i, labels_i)`` takes one example, ``logits_i`` ``[*spatial, C]``
+and ``labels_i`` ``[*spatial]`` (or dense ``[*spatial, C]``), ``mask_i`` ``[*spatial]``, and
+returns a scalar. ``jax.vmap(per_sample.dice_loss)(logits, labels)`` equals
+``dice_loss(logits, labels, reduction="none")``. ``class_axis`` counts the axes of one example
+(``0`` for CHW). Batch-only options (``aggregate``, ``axis_name``, ``reduction``) do not apply.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> import jaxseg_losses as jsl
+  >>> logits = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  >>> labels = jax.random.randint(jax.random.key(1), (4, 8, 8), 0, 3)
+  >>> per_image = jax.vmap(jsl.per_sample.dice_loss)(logits, labels)
+  >>> per_image.shape
+  (4,)
+  >>> bool(jnp.allclose(per_image, jsl.dice_loss(logits, labels, reduction="none")))
+  True
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg_losses import region
+
+_BATCH_ONLY = ("aggregate", "axis_name", "reduction")
+
+
+def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    """Makes the single-example variant of a batched loss ``f(logits, labels, *, ...)``."""
+    parameters = inspect.signature(batch_loss).parameters
+
+    @functools.wraps(batch_loss)
+    def loss(logits: Any, labels: Any, *, class_axis: int = -1, mask: Any = None, **options):
+        for name in options:
+            if name in _BATCH_ONLY or name not in parameters:
+                raise TypeError(
+                    f"per_sample.{batch_loss.__name__} got an unexpected keyword {name!r}."
+                )
+        logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+        batched_axis = class_axis + 1 if class_axis >= 0 else class_axis
+        batched_mask = None if mask is None else jnp.asarray(mask)[None]
+        extra = {"reduction": "none"} if "reduction" in parameters else {}
+        per_sample = batch_loss(
+            logits[None],
+            labels[None],
+            class_axis=batched_axis,
+            mask=batched_mask,
+            **options,
+            **extra,
+        )
+        return per_sample[0]
+
+    keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
+    loss.__signature__ = inspect.Signature(keep, return_annotation=jax.Array)  # type: ignore[attr-defined]
+    loss.__doc__ = (
+        f"Single-example :func:`jaxseg_losses.{batch_loss.__name__}`: ``logits`` ``[*spatial, C]``,"
+        f" ``labels`` ``[*spatial]`` or ``[*spatial, C]``; returns a scalar. See the module doc."
+    )
+    return loss
+
+
+iou_loss = single_example(region.iou_loss)
+dice_loss = single_example(region.dice_loss)
+tversky_loss = single_example(region.tversky_loss)
+generalized_dice_loss = single_example(region.generalized_dice_loss)
+
+__all__ = ["dice_loss", "generalized_dice_loss", "iou_loss", "single_example", "tversky_loss"]
