@@ -102,15 +102,21 @@ def check_min_rank(name: str, x: jax.Array, min_rank: int, layout: str) -> None:
         )
 
 
-def class_vector(name: str, value: Any, num_classes: int, dtype: Any) -> jax.Array:
-    """Validates a per-class vector (``class_weights``, ``alpha``) of length ``num_classes``."""
+def class_vector(
+    name: str, value: Any, num_classes: int, dtype: Any, *, rank: int = 1
+) -> jax.Array:
+    """Validates a per-class vector (``class_weights``, ``alpha``) of length ``num_classes``.
+
+    Returns it shaped ``[1, ..., 1, C]`` with ``rank`` dimensions, ready to multiply a
+    ``[..., C]`` array without implicit rank promotion.
+    """
     vector = jnp.asarray(value, dtype=dtype)
     if vector.ndim != 1 or vector.shape[0] != num_classes:
         raise ValueError(
             f"`{name}` must have shape ({num_classes},), one entry per class; got "
             f"{tuple(vector.shape)}."
         )
-    return vector
+    return vector.reshape((1,) * (rank - 1) + (num_classes,))
 
 
 # ----------------------------------------------------------------------------------------------

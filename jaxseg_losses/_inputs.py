@@ -48,7 +48,9 @@ class Prepared(NamedTuple):
 
 def compute_dtype(dtype: Any) -> Any:
     """The dtype losses compute in: float32 for low-precision inputs, float64 stays float64."""
-    return jnp.promote_types(dtype, jnp.float32)
+    # Written out rather than promote_types: bf16/f16 -> f32 is not an implicit promotion under
+    # jax_numpy_dtype_promotion="strict", which users (and our tests) switch on.
+    return jnp.dtype(jnp.float64) if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
 
 
 def probabilities(logits: jax.Array, activation: str | None) -> jax.Array:

@@ -18,7 +18,7 @@ def class_mean(per_class: jax.Array, *, class_weights: Any, include_background: 
     num_classes = per_class.shape[-1]
     if class_weights is not None:
         per_class = per_class * _checks.class_vector(
-            "class_weights", class_weights, num_classes, per_class.dtype
+            "class_weights", class_weights, num_classes, per_class.dtype, rank=per_class.ndim
         )
     if not include_background:
         check_can_drop_background(num_classes)

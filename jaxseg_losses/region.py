@@ -402,9 +402,11 @@ def generalized_dice_loss(
     def per_sample_loss(stats: OverlapStats) -> jax.Array:
         num_classes = stats.tp.shape[-1]
         tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
-        factors = jnp.ones((num_classes,), tp.dtype)
+        factors = jnp.ones((1, num_classes), tp.dtype)
         if class_weights is not None:
-            factors = _checks.class_vector("class_weights", class_weights, num_classes, tp.dtype)
+            factors = _checks.class_vector(
+                "class_weights", class_weights, num_classes, tp.dtype, rank=2
+            )
         if not include_background:
             _reduce.check_can_drop_background(num_classes)
             tp, pred_sum, target_sum, factors = (
