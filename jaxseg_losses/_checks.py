@@ -35,28 +35,29 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
         raise ValueError(f"`{name}` must be one of {shown}; got {value!r}.")
 
 
+def _static_scalar(name: str, value: Any) -> float | None:
+    """A scalar option's Python value, or ``None`` when it is traced (checked at run time only)."""
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"`{name}` must be a scalar; got an array of shape {jnp.shape(value)}.")
+    try:
+        return float(value)
+    except jax.errors.ConcretizationTypeError:
+        return None
+
+
 def check_nonnegative(name: str, value: Any) -> None:
     """Raises ``ValueError`` if a static scalar option is negative (traced values pass)."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    if isinstance(value, numbers.Real):
-        scalar = float(value)
-    else:
-        array = jnp.asarray(value)
-        if array.ndim != 0:
-            raise ValueError(f"`{name}` must be a scalar; got an array of shape {array.shape}.")
-        scalar = float(array)
-    if not scalar >= 0.0:  # also rejects NaN
+    scalar = _static_scalar(name, value)
+    if scalar is not None and not scalar >= 0.0:  # also rejects NaN
         raise ValueError(f"`{name}` must be non-negative; got {scalar}.")
 
 
 def check_in_unit_interval(name: str, value: Any, *, closed_right: bool = True) -> None:
     """Raises ``ValueError`` unless a static scalar option lies in [0, 1] (or [0, 1))."""
-    check_nonnegative(name, value)
-    if isinstance(value, jax.core.Tracer):
+    scalar = _static_scalar(name, value)
+    if scalar is None:
         return
-    scalar = float(value)
-    if scalar > 1.0 or (not closed_right and scalar == 1.0):
+    if not 0.0 <= scalar <= 1.0 or (not closed_right and scalar == 1.0):
         bound = "[0, 1]" if closed_right else "[0, 1)"
         raise ValueError(f"`{name}` must lie in {bound}; got {scalar}.")
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxseg_losses import _checks, _inputs, _reduce
 from jaxseg_losses.stats import (
@@ -30,8 +31,6 @@ from jaxseg_losses.stats import (
     stats_from_prepared,
     tversky_from_stats,
 )
-
-ArrayLike = jax.typing.ArrayLike
 
 _COMMON_ARGS = """\
       logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
