@@ -46,6 +46,26 @@ class Prepared(NamedTuple):
         return self.logits.shape[-1]
 
 
+class Canonical(NamedTuple):
+    """Validated, canonical inputs without materialised one-hot targets.
+
+    Exactly one of ``targets`` (``[B, P, C]`` dense float targets) and ``labels`` (``[B, P]``
+    safe int32 class indices) is set; the other fields are as in :class:`Prepared`. Pixel-wise
+    losses gather from integer labels instead of multiplying by a one-hot ``[B, P, C]`` array.
+    """
+
+    logits: jax.Array
+    targets: jax.Array | None
+    labels: jax.Array | None
+    weights: jax.Array
+    spatial_shape: tuple[int, ...]
+    activation: str | None
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[-1]
+
+
 def compute_dtype(dtype: Any) -> Any:
     """The dtype losses compute in: float32 for low-precision inputs, float64 stays float64."""
     # Written out rather than promote_types: bf16/f16 -> f32 is not an implicit promotion under
@@ -72,6 +92,42 @@ def prepare(
     mask: Any,
 ) -> Prepared:
     """Validates and canonicalises ``(logits, labels, mask)``; see the module docstring."""
+    inputs = canonicalize(
+        logits,
+        labels,
+        activation=activation,
+        class_axis=class_axis,
+        ignore_index=ignore_index,
+        mask=mask,
+    )
+    targets = inputs.targets
+    if targets is None:
+        assert inputs.labels is not None
+        dtype = inputs.logits.dtype
+        if inputs.num_classes == 1:
+            targets = (inputs.labels == 1)[..., None].astype(dtype)
+        else:
+            targets = jax.nn.one_hot(inputs.labels, inputs.num_classes, dtype=dtype)
+    return Prepared(
+        logits=inputs.logits,
+        targets=targets,
+        labels=inputs.labels,
+        weights=inputs.weights,
+        spatial_shape=inputs.spatial_shape,
+        activation=inputs.activation,
+    )
+
+
+def canonicalize(
+    logits: Any,
+    labels: Any,
+    *,
+    activation: str | None,
+    class_axis: int,
+    ignore_index: int | None,
+    mask: Any,
+) -> Canonical:
+    """Like :func:`prepare`, without one-hot targets for integer labels (pixel-wise losses)."""
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     logits = _checks.as_float_array("logits", logits)
     _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, num_classes]")
@@ -142,10 +198,7 @@ def prepare(
             f"`labels` must lie in [0, {max(num_classes, 2)}) or equal ignore_index "
             f"({ignore_index}); found a label out of range",
         )
-        if num_classes == 1:
-            targets = (safe_labels == 1)[..., None].astype(dtype)
-        else:
-            targets = jax.nn.one_hot(safe_labels, num_classes, dtype=dtype)
+        targets = None
     else:
         raise TypeError(
             f"`labels` must be integer class indices or dense float targets; got dtype "
@@ -165,7 +218,7 @@ def prepare(
     if valid is not None:
         weights = jnp.where(valid, weights, 0)
 
-    return Prepared(
+    return Canonical(
         logits=flat_logits,
         targets=targets,
         labels=safe_labels,
