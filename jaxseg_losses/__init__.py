@@ -10,6 +10,7 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 
 from jaxseg_losses import per_sample
 from jaxseg_losses._checks import checked
+from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from jaxseg_losses.region import dice_loss, generalized_dice_loss, iou_loss, tversky_loss
 from jaxseg_losses.stats import (
     OverlapStats,
@@ -29,6 +30,8 @@ __all__ = [
     "generalized_dice_loss",
     "iou_from_stats",
     "iou_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "overlap_stats",
     "per_sample",
     "tversky_from_stats",

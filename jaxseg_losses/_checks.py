@@ -120,6 +120,34 @@ def class_vector(
     return vector.reshape((1,) * (rank - 1) + (num_classes,))
 
 
+def class_indices(name: str, value: Any, num_classes: int) -> tuple[int, ...]:
+    """Validates a static, non-empty sequence of distinct class indices in ``[0, num_classes)``."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | range):
+        raise TypeError(
+            f"`{name}` must be a list or tuple of class indices; got {type(value).__name__} "
+            f"{value!r}."
+        )
+    indices = []
+    for index in value:
+        if not isinstance(index, numbers.Integral) or isinstance(index, bool):
+            raise TypeError(
+                f"`{name}` must hold Python ints (static class indices); got "
+                f"{type(index).__name__} {index!r}."
+            )
+        index = int(index)
+        if not 0 <= index < num_classes:
+            raise ValueError(
+                f"`{name}` holds class {index}, out of range for {num_classes} classes; expected "
+                f"indices in [0, {num_classes - 1}]."
+            )
+        indices.append(index)
+    if not indices:
+        raise ValueError(f"`{name}` must name at least one class; got an empty {value!r}.")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"`{name}` must not repeat a class; got {value!r}.")
+    return tuple(indices)
+
+
 # ----------------------------------------------------------------------------------------------
 # Opt-in value checks.
 

@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import region
+from jaxseg_losses import lovasz, region
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 
@@ -69,5 +69,15 @@ iou_loss = single_example(region.iou_loss)
 dice_loss = single_example(region.dice_loss)
 tversky_loss = single_example(region.tversky_loss)
 generalized_dice_loss = single_example(region.generalized_dice_loss)
+lovasz_softmax_loss = single_example(lovasz.lovasz_softmax_loss)
+lovasz_hinge_loss = single_example(lovasz.lovasz_hinge_loss)
 
-__all__ = ["dice_loss", "generalized_dice_loss", "iou_loss", "single_example", "tversky_loss"]
+__all__ = [
+    "dice_loss",
+    "generalized_dice_loss",
+    "iou_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
+    "single_example",
+    "tversky_loss",
+]
