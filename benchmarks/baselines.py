@@ -1,0 +1,290 @@
+r"""The implementations a benchmark run compares: jaxseg_losses, optax and plain jnp.
+
+Every implementation is a function ``loss(logits, labels) -> scalar`` over the same data: logits
+``[B, *spatial, C]`` (float32 or bfloat16) and int32 labels ``[B, *spatial]`` in which
+:data:`IGNORE_INDEX` marks ignored pixels. All of them mean the same thing where the library has
+the loss: the mean over valid pixels (CE, focal) or the per-sample, per-class mean (IoU, Dice),
+with smoothing 1.
+
+* ``jaxseg_losses``: the library's public functions with ``ignore_index=IGNORE_INDEX``, each
+  included only when the installed package has it.
+* ``optax``: ``softmax_cross_entropy_with_integer_labels`` (``sigmoid_binary_cross_entropy`` for
+  one sigmoid channel), ``dice_loss`` on one-hot targets and ``sigmoid_focal_loss``. They cannot
+  skip a label value, so ignored pixels get label 0 and a plain-jnp mask multiply removes them
+  from the per-pixel losses and from the Dice targets. optax's ``dice_loss`` cannot drop pixels
+  from its prediction sums (its ``apply_softmax=False`` path runs a Python value check that does
+  not trace), so its Σp still counts the ignored pixels: the same work, a slightly different
+  value. optax computes in the logits' dtype, bf16 included.
+* ``plain_jnp``: the textbook one-hot formula written in jnp, computed in float32, with autodiff
+  gradients: what a user would write without the library.
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+IGNORE_INDEX = 255
+
+# Each family's optax function with the same meaning: the ratio column divides by it. IoU has no
+# optax counterpart; the issue's target compares it with optax's Dice, which does the same work.
+# CE + Dice is compared with optax CE alone: the target is that the region term costs little.
+OPTAX_REFERENCE = {
+    "iou": "dice",
+    "dice": "dice",
+    "ce": "ce",
+    "focal": "focal",
+    "ce+dice": "ce",
+}
+
+FAMILIES = ("iou", "dice", "ce", "focal", "ce+dice", "lovasz")
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Impl:
+    """One implementation of one loss family."""
+
+    family: str
+    source: str  # "jaxseg_losses", "optax" or "plain_jnp"
+    name: str  # what is called, for the tables
+    fn: LossFn
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared pieces of the plain-jnp formulas.
+
+
+def _valid(labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Safe labels (ignored -> 0) and float32 pixel weights."""
+    valid = labels != IGNORE_INDEX
+    return jnp.where(valid, labels, 0), valid.astype(jnp.float32)
+
+
+def _pixel_mean(per_pixel: jax.Array, weights: jax.Array) -> jax.Array:
+    total = jnp.sum(per_pixel.astype(jnp.float32) * weights)
+    return total / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def _one_hot_targets(labels: jax.Array, num_classes: int, dtype=jnp.float32) -> jax.Array:
+    """``[B, *spatial, C]`` one-hot targets (``label == 1`` for one sigmoid channel)."""
+    if num_classes == 1:
+        return (labels == 1)[..., None].astype(dtype)
+    return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
+def _probs(logits: jax.Array, activation: str) -> jax.Array:
+    x = logits.astype(jnp.float32)
+    return jax.nn.softmax(x, axis=-1) if activation == "softmax" else jax.nn.sigmoid(x)
+
+
+def _spatial_axes(x: jax.Array) -> tuple[int, ...]:
+    return tuple(range(1, x.ndim - 1))
+
+
+def plain_region(logits: jax.Array, labels: jax.Array, *, activation: str, kind: str) -> jax.Array:
+    """Soft IoU or Dice loss per sample and class, smoothing 1, mean over classes and batch."""
+    safe, w = _valid(labels)
+    probs = _probs(logits, activation) * w[..., None]
+    targets = _one_hot_targets(safe, logits.shape[-1]) * w[..., None]
+    axes = _spatial_axes(probs)
+    tp = jnp.sum(probs * targets, axis=axes)
+    pred_sum = jnp.sum(probs, axis=axes)
+    target_sum = jnp.sum(targets, axis=axes)
+    if kind == "iou":
+        score = (tp + 1.0) / (pred_sum + target_sum - tp + 1.0)
+    else:
+        score = (2.0 * tp + 1.0) / (pred_sum + target_sum + 1.0)
+    return jnp.mean(1.0 - score)
+
+
+def plain_ce(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    """Cross-entropy: ``-Σ_c g_c log p_c`` per pixel (binary form for one sigmoid channel)."""
+    safe, w = _valid(labels)
+    x = logits.astype(jnp.float32)
+    if activation == "softmax":
+        targets = _one_hot_targets(safe, x.shape[-1])
+        per_pixel = -jnp.sum(targets * jax.nn.log_softmax(x, axis=-1), axis=-1)
+    else:
+        g = (safe == 1).astype(jnp.float32)
+        z = x[..., 0]
+        per_pixel = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
+    return _pixel_mean(per_pixel, w)
+
+
+def plain_focal(
+    logits: jax.Array, labels: jax.Array, *, activation: str, gamma: float = 2.0
+) -> jax.Array:
+    """Focal loss ``-(1 - p_t)^γ log p_t`` per pixel, γ = 2, no α."""
+    safe, w = _valid(labels)
+    x = logits.astype(jnp.float32)
+    if activation == "softmax":
+        targets = _one_hot_targets(safe, x.shape[-1])
+        log_pt = jnp.sum(targets * jax.nn.log_softmax(x, axis=-1), axis=-1)
+    else:
+        g = (safe == 1).astype(jnp.float32)
+        z = x[..., 0]
+        log_pt = g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z)
+    per_pixel = -((1.0 - jnp.exp(log_pt)) ** gamma) * log_pt
+    return _pixel_mean(per_pixel, w)
+
+
+def _lovasz_grad(gt_sorted: jax.Array) -> jax.Array:
+    """Gradient of the Lovász extension of the Jaccard loss at sorted errors (Berman, Alg. 1)."""
+    gts = jnp.sum(gt_sorted, axis=-1, keepdims=True)
+    intersection = gts - jnp.cumsum(gt_sorted, axis=-1)
+    union = gts + jnp.cumsum(1.0 - gt_sorted, axis=-1)
+    jaccard = 1.0 - intersection / union
+    return jnp.concatenate([jaccard[..., :1], jnp.diff(jaccard, axis=-1)], axis=-1)
+
+
+def plain_lovasz(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    """Lovász-Softmax per image over the classes present in its labels (Lovász hinge for one
+    sigmoid channel), mean over images. Ignored pixels get zero error and no target.
+    """
+    safe, w = _valid(labels)
+    batch, num_classes = logits.shape[0], logits.shape[-1]
+    wf = w.reshape(batch, -1)
+    if activation == "softmax":
+        probs = _probs(logits, activation).reshape(batch, -1, num_classes)
+        targets = _one_hot_targets(safe.reshape(batch, -1), num_classes) * wf[..., None]
+        errors = jnp.swapaxes(jnp.abs(targets - probs) * wf[..., None], 1, 2)  # [B, C, P]
+        targets = jnp.swapaxes(targets, 1, 2)
+        order = jnp.argsort(-errors, axis=-1)  # descending errors per image and class
+        errors_sorted = jnp.take_along_axis(errors, order, axis=-1)
+        targets_sorted = jnp.take_along_axis(targets, order, axis=-1)
+        per_class = jnp.sum(errors_sorted * _lovasz_grad(targets_sorted), axis=-1)  # [B, C]
+        present = (jnp.sum(targets, axis=-1) > 0).astype(jnp.float32)
+        per_image = jnp.sum(per_class * present, axis=-1) / jnp.maximum(
+            jnp.sum(present, axis=-1), 1.0
+        )
+        return jnp.mean(per_image)
+    z = logits.astype(jnp.float32).reshape(batch, -1)
+    g = (safe == 1).astype(jnp.float32).reshape(batch, -1)
+    errors = (1.0 - z * (2.0 * g - 1.0)) * wf
+    order = jnp.argsort(-errors, axis=-1)
+    errors_sorted = jnp.take_along_axis(errors, order, axis=-1)
+    g_sorted = jnp.take_along_axis(g * wf, order, axis=-1)
+    return jnp.mean(jnp.sum(jax.nn.relu(errors_sorted) * _lovasz_grad(g_sorted), axis=-1))
+
+
+# ----------------------------------------------------------------------------------------------
+# optax, with the ignored pixels removed by a mask multiply.
+
+
+def optax_ce(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    import optax
+
+    safe, w = _valid(labels)
+    if activation == "softmax":
+        per_pixel = optax.losses.softmax_cross_entropy_with_integer_labels(logits, safe)
+    else:
+        g = (safe == 1).astype(logits.dtype)
+        per_pixel = optax.losses.sigmoid_binary_cross_entropy(logits[..., 0], g)
+    return _pixel_mean(per_pixel, w)
+
+
+def optax_dice(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    import optax
+
+    del activation  # optax picks sigmoid for one channel and softmax otherwise
+    safe, w = _valid(labels)
+    targets = _one_hot_targets(safe, logits.shape[-1], logits.dtype) * w[..., None].astype(
+        logits.dtype
+    )
+    return jnp.mean(optax.losses.dice_loss(logits, targets)).astype(jnp.float32)
+
+
+def optax_focal(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    import optax
+
+    safe, w = _valid(labels)
+    if activation == "softmax":
+        # optax has only the sigmoid (per-class binary) focal loss: summed over classes, it does
+        # the same per-pixel work as a softmax focal loss but is a different loss.
+        targets = _one_hot_targets(safe, logits.shape[-1], logits.dtype)
+        per_pixel = jnp.sum(optax.losses.sigmoid_focal_loss(logits, targets, gamma=2.0), axis=-1)
+    else:
+        g = (safe == 1).astype(logits.dtype)
+        per_pixel = optax.losses.sigmoid_focal_loss(logits[..., 0], g, gamma=2.0)
+    return _pixel_mean(per_pixel, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry.
+
+
+def _jsl_impls(activation: str) -> list[Impl]:
+    """The library's losses that exist in the installed package."""
+    import jaxseg_losses as jsl
+
+    common = {"activation": activation, "ignore_index": IGNORE_INDEX}
+    impls: list[Impl] = []
+
+    def add(family: str, name: str, fn: LossFn) -> None:
+        impls.append(Impl(family, "jaxseg_losses", name, fn))
+
+    for family, attr in (
+        ("iou", "iou_loss"),
+        ("dice", "dice_loss"),
+        ("ce", "cross_entropy_loss"),
+        ("focal", "focal_loss"),
+    ):
+        loss = getattr(jsl, attr, None)
+        if loss is not None:
+            add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
+    ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
+    if ce is not None and dice is not None:
+        add(
+            "ce+dice",
+            "jsl.cross_entropy_loss + jsl.dice_loss",
+            lambda x, y: ce(x, y, **common) + dice(x, y, **common),
+        )
+    # Lovász-Softmax for exclusive classes, the Lovász hinge on one sigmoid channel.
+    lovasz_name = "lovasz_softmax_loss" if activation == "softmax" else "lovasz_hinge_loss"
+    lovasz = getattr(jsl, lovasz_name, None)
+    if lovasz is not None:
+        add("lovasz", f"jsl.{lovasz_name}", lambda x, y: lovasz(x, y, ignore_index=IGNORE_INDEX))
+    return impls
+
+
+def implementations(activation: str, families: tuple[str, ...] = FAMILIES) -> list[Impl]:
+    """Every implementation of the given families for ``activation`` ("softmax" or "sigmoid")."""
+    impls = _jsl_impls(activation)
+    act = {"activation": activation}
+    impls += [
+        Impl("iou", "plain_jnp", "one-hot IoU", lambda x, y: plain_region(x, y, kind="iou", **act)),
+        Impl("dice", "optax", "optax.dice_loss (one-hot)", lambda x, y: optax_dice(x, y, **act)),
+        Impl(
+            "dice", "plain_jnp", "one-hot Dice", lambda x, y: plain_region(x, y, kind="dice", **act)
+        ),
+        Impl(
+            "ce",
+            "optax",
+            "optax CE (integer labels)"
+            if activation == "softmax"
+            else "optax.sigmoid_binary_cross_entropy",
+            lambda x, y: optax_ce(x, y, **act),
+        ),
+        Impl("ce", "plain_jnp", "one-hot CE", lambda x, y: plain_ce(x, y, **act)),
+        Impl("focal", "optax", "optax.sigmoid_focal_loss", lambda x, y: optax_focal(x, y, **act)),
+        Impl("focal", "plain_jnp", "one-hot focal", lambda x, y: plain_focal(x, y, **act)),
+        Impl(
+            "ce+dice",
+            "optax",
+            "optax CE + optax.dice_loss",
+            lambda x, y: optax_ce(x, y, **act) + optax_dice(x, y, **act),
+        ),
+        Impl(
+            "ce+dice",
+            "plain_jnp",
+            "one-hot CE + Dice",
+            lambda x, y: plain_ce(x, y, **act) + plain_region(x, y, kind="dice", **act),
+        ),
+        Impl(
+            "lovasz", "plain_jnp", "Lovász (sort, one-hot)", lambda x, y: plain_lovasz(x, y, **act)
+        ),
+    ]
+    return [impl for impl in impls if impl.family in families]

@@ -1,0 +1,501 @@
+"""The benchmark matrix: cases, timing, memory, and the markdown/JSON/plot reports.
+
+For every case (a logits shape, an activation and a dtype) and every implementation of every loss
+family, the loss ``f(logits, labels)`` and ``jax.value_and_grad(f)`` are compiled with
+``jax.jit(...).lower(...).compile()``, which gives the compile time and the compiled program's
+temporary memory (``memory_analysis().temp_size_in_bytes``). Timings are medians over rounds in
+which every implementation of the case runs once in turn, so a shared, noisy machine slows all of
+them alike and the ratios stay meaningful; each call ends with ``block_until_ready``.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import baselines
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One input configuration."""
+
+    name: str
+    shape: tuple[int, ...]
+    activation: str
+    dtype: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {list(self.shape)} {self.activation} {self.dtype}"
+
+
+# (name, logits shape, activation): the issue's matrix, and a tiny one for smoke tests.
+FULL_SHAPES = (
+    ("voc", (8, 256, 256, 21), "softmax"),
+    ("binary", (16, 256, 256, 1), "sigmoid"),
+    ("ade", (2, 128, 128, 150), "softmax"),
+    ("volume", (2, 64, 64, 64, 4), "softmax"),
+)
+QUICK_SHAPES = (
+    ("voc", (2, 16, 16, 5), "softmax"),
+    ("binary", (2, 16, 16, 1), "sigmoid"),
+    ("ade", (1, 8, 8, 12), "softmax"),
+    ("volume", (1, 4, 8, 8, 3), "softmax"),
+)
+DTYPES = ("float32", "bfloat16")
+REFERENCE_CASE = "voc"
+IGNORED_FRACTION = 0.05
+
+
+def make_data(case: Case, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    """Logits ~ 2·N(0, 1) in the case's dtype; int32 labels with 5% set to the ignore index."""
+    k_logits, k_labels, k_ignore = jax.random.split(jax.random.key(seed), 3)
+    logits = (2.0 * jax.random.normal(k_logits, case.shape, jnp.float32)).astype(case.dtype)
+    num_labels = max(case.shape[-1], 2)
+    labels = jax.random.randint(k_labels, case.shape[:-1], 0, num_labels, jnp.int32)
+    ignored = jax.random.uniform(k_ignore, case.shape[:-1]) < IGNORED_FRACTION
+    labels = jnp.where(ignored, baselines.IGNORE_INDEX, labels)
+    return jax.block_until_ready(logits), jax.block_until_ready(labels)
+
+
+@dataclasses.dataclass
+class Compiled:
+    run: Callable[..., Any]
+    compile_s: float
+    temp_bytes: int | None
+
+
+def compile_timed(fn: Callable[..., Any], *args: Any) -> Compiled:
+    """Traces, lowers and compiles ``fn``: the executable, its compile time and temp bytes."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    temp = None
+    try:
+        analysis = compiled.memory_analysis()
+        if analysis is not None:
+            temp = int(analysis.temp_size_in_bytes)
+    except (NotImplementedError, AttributeError, RuntimeError):
+        temp = None
+    return Compiled(compiled, compile_s, temp)
+
+
+def _timed_call(run: Callable[..., Any], args: Sequence[Any]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(run(*args))
+    return time.perf_counter() - start
+
+
+def run_case(
+    case: Case,
+    impls: Sequence[baselines.Impl],
+    *,
+    repeats: int,
+    warmup: int,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Compiles and times every implementation on one case; returns one row per implementation."""
+    logits, labels = make_data(case)
+    args = (logits, labels)
+    rows = []
+    programs = []
+    for impl in impls:
+        fwd = compile_timed(impl.fn, *args)
+        fwd_bwd = compile_timed(jax.value_and_grad(impl.fn), *args)
+        value = float(fwd.run(*args))
+        grad = fwd_bwd.run(*args)[1]
+        grad_finite = bool(jnp.all(jnp.isfinite(grad.astype(jnp.float32))))
+        for _ in range(warmup):
+            _timed_call(fwd.run, args)
+            _timed_call(fwd_bwd.run, args)
+        programs.append((fwd, fwd_bwd))
+        rows.append(
+            {
+                "case": case.name,
+                "shape": list(case.shape),
+                "activation": case.activation,
+                "dtype": case.dtype,
+                "family": impl.family,
+                "source": impl.source,
+                "impl": impl.name,
+                "value": value,
+                "grad_finite": grad_finite,
+                "compile_fwd_s": fwd.compile_s,
+                "compile_fwd_bwd_s": fwd_bwd.compile_s,
+                "temp_fwd_bytes": fwd.temp_bytes,
+                "temp_fwd_bwd_bytes": fwd_bwd.temp_bytes,
+                "logits_bytes": int(logits.nbytes),
+            }
+        )
+    # Rounds: every implementation once per round, so load changes hit all of them alike.
+    fwd_times: list[list[float]] = [[] for _ in impls]
+    fwd_bwd_times: list[list[float]] = [[] for _ in impls]
+    for _ in range(repeats):
+        for i, (fwd, fwd_bwd) in enumerate(programs):
+            fwd_times[i].append(_timed_call(fwd.run, args))
+            fwd_bwd_times[i].append(_timed_call(fwd_bwd.run, args))
+    for row, f_times, fb_times in zip(rows, fwd_times, fwd_bwd_times, strict=True):
+        row["fwd_ms"] = 1e3 * statistics.median(f_times)
+        row["fwd_bwd_ms"] = 1e3 * statistics.median(fb_times)
+        row["fwd_bwd_ms_min"] = 1e3 * min(fb_times)
+        row["repeats"] = repeats
+        row["achieved_gbps"] = row["logits_bytes"] / (row["fwd_bwd_ms"] * 1e-3) / 1e9
+    _add_ratios(rows)
+    rows.sort(key=_row_order)
+    for row in rows:
+        log(
+            f"  {row['impl']:<45} fwd {row['fwd_ms']:9.3f} ms  fwd+bwd {row['fwd_bwd_ms']:9.3f} ms"
+            f"  x optax {_fmt(row['ratio_optax'], '.2f')}"
+        )
+    return rows
+
+
+_SOURCES = ("jaxseg_losses", "optax", "plain_jnp")
+
+
+def _row_order(row: dict[str, Any]) -> tuple[int, int, str]:
+    """Tables group by family (in FAMILIES order), then library, optax, plain jnp."""
+    return (baselines.FAMILIES.index(row["family"]), _SOURCES.index(row["source"]), row["impl"])
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Fwd+bwd time over the family's optax reference and over its plain-jnp version."""
+    by_key = {(r["family"], r["source"]): r for r in rows}
+    for row in rows:
+        ref_family = baselines.OPTAX_REFERENCE.get(row["family"])
+        ref = by_key.get((ref_family, "optax")) if ref_family else None
+        plain = by_key.get((row["family"], "plain_jnp"))
+        row["optax_reference"] = ref["impl"] if ref else None
+        row["ratio_optax"] = row["fwd_bwd_ms"] / ref["fwd_bwd_ms"] if ref else None
+        row["ratio_plain_jnp"] = row["fwd_bwd_ms"] / plain["fwd_bwd_ms"] if plain else None
+
+
+def machine_description() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    device = jax.devices()[0]
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "device": device.device_kind,
+        "jax": jax.__version__,
+    }
+    try:
+        import optax
+
+        info["optax"] = optax.__version__
+    except ImportError:
+        info["optax"] = None
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = list(os.getloadavg())
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# Reports.
+
+
+def _fmt(x: Any, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _mb(x: int | None) -> str:
+    return "–" if x is None else f"{x / 1e6:.1f}"
+
+
+def target_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, checked on the reference case (float32, and bf16 against f32)."""
+    ref = {
+        (r["family"], r["source"]): r
+        for r in rows
+        if r["case"] == REFERENCE_CASE and r["dtype"] == "float32"
+    }
+    bf16 = {
+        (r["family"], r["source"]): r
+        for r in rows
+        if r["case"] == REFERENCE_CASE and r["dtype"] == "bfloat16"
+    }
+    out: list[dict[str, Any]] = []
+
+    def ratio(family: str, ref_family: str, bound: float, what: str) -> None:
+        mine, theirs = ref.get((family, "jaxseg_losses")), ref.get((ref_family, "optax"))
+        if mine and theirs:
+            value = mine["fwd_bwd_ms"] / theirs["fwd_bwd_ms"]
+            out.append({"target": what, "bound": bound, "achieved": value, "met": value <= bound})
+
+    ratio("dice", "dice", 0.35, "dice_loss fwd+bwd / optax dice_loss")
+    ratio("iou", "dice", 0.35, "iou_loss fwd+bwd / optax dice_loss")
+    ratio("ce", "ce", 1.0, "cross_entropy_loss fwd+bwd / optax CE")
+    ratio("ce+dice", "ce", 1.3, "CE + Dice fwd+bwd / optax CE alone")
+    combined = ref.get(("ce+dice", "jaxseg_losses"))
+    if combined and combined["temp_fwd_bwd_bytes"] is not None:
+        value = combined["temp_fwd_bwd_bytes"] / combined["logits_bytes"]
+        out.append(
+            {
+                "target": "CE + Dice fwd+bwd temp memory / logits bytes",
+                "bound": 1.5,
+                "achieved": value,
+                "met": value <= 1.5,
+            }
+        )
+    for key, r32 in ref.items():
+        r16 = bf16.get(key)
+        if key[1] == "jaxseg_losses" and r16:
+            value = r16["fwd_bwd_ms"] / r32["fwd_bwd_ms"]
+            out.append(
+                {
+                    "target": f"{r32['impl']}: bf16 / f32 fwd+bwd time",
+                    "bound": 1.0,
+                    "achieved": value,
+                    "met": value <= 1.0,
+                }
+            )
+    return out
+
+
+def markdown_report(result: dict[str, Any], peak_gbps: float | None) -> str:
+    """The results as markdown: machine, target check, one table per case."""
+    machine = result["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {machine['date']}",
+        f"- machine: {machine['cpu']} ({machine['cpu_count']} CPUs), backend "
+        f"`{machine['backend']}`, device `{machine['device']}`",
+        f"- jax {machine['jax']}, optax {machine['optax']}, Python {machine['python']}",
+        f"- mode: {'quick' if result['quick'] else 'full'}; median of {result['repeats']} rounds "
+        f"after {result['warmup']} warm-up calls",
+    ]
+    if machine.get("load_average_at_start") is not None:
+        lines.append(
+            f"- load average at start / end: {machine['load_average_at_start']} / "
+            f"{machine.get('load_average_at_end')}"
+        )
+    if peak_gbps:
+        lines.append(f"- peak memory bandwidth assumed: {peak_gbps:g} GB/s")
+    lines += ["", "## Targets (reference case, fwd+bwd)", ""]
+    targets = result["targets"]
+    if targets:
+        lines += ["| target | bound | achieved | met |", "| --- | --- | --- | --- |"]
+        for t in targets:
+            met = "yes" if t["met"] else "**no**"
+            lines.append(f"| {t['target']} | ≤ {t['bound']:g} | {t['achieved']:.3f} | {met} |")
+    else:
+        lines.append("(the reference case was not run)")
+    header = (
+        "| loss | implementation | fwd ms | fwd+bwd ms | × optax ref | × plain jnp | compile s | "
+        "temp MB (fwd+bwd) | temp / logits | GB/s |"
+    )
+    sep = "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    if peak_gbps:
+        header += " % of peak |"
+        sep += " --- |"
+    cases: dict[str, list[dict[str, Any]]] = {}
+    for r in result["rows"]:
+        cases.setdefault(f"{r['case']} {r['shape']} {r['activation']} {r['dtype']}", []).append(r)
+    for title, rows in cases.items():
+        logits_mb = rows[0]["logits_bytes"] / 1e6
+        lines += ["", f"## {title} (logits {logits_mb:.1f} MB)", "", header, sep]
+        for r in rows:
+            temp = r["temp_fwd_bwd_bytes"]
+            cells = [
+                r["family"],
+                f"{r['impl']}" if r["source"] != "jaxseg_losses" else f"**{r['impl']}**",
+                f"{r['fwd_ms']:.2f}",
+                f"{r['fwd_bwd_ms']:.2f}",
+                _fmt(r["ratio_optax"], ".2f"),
+                _fmt(r["ratio_plain_jnp"], ".2f"),
+                f"{r['compile_fwd_bwd_s']:.2f}",
+                _mb(temp),
+                _fmt(None if temp is None else temp / r["logits_bytes"], ".2f"),
+                f"{r['achieved_gbps']:.1f}",
+            ]
+            if peak_gbps:
+                cells.append(f"{100 * r['achieved_gbps'] / peak_gbps:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "× optax ref: fwd+bwd time over the optax function named in the JSON's "
+        "`optax_reference` (Dice for IoU and Dice, CE for CE and CE + Dice, sigmoid focal for "
+        "focal). GB/s: logits bytes / fwd+bwd time (one read of the logits; the real traffic is "
+        "larger).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    """Fwd+bwd time against logits elements (log-log), and ratios to optax at the reference."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rows = result["rows"]
+    fig, (ax_scale, ax_ratio) = plt.subplots(1, 2, figsize=(13, 5))
+    markers = {"voc": "o", "binary": "s", "ade": "^", "volume": "D"}
+    for family in baselines.FAMILIES:
+        mine = [
+            r
+            for r in rows
+            if r["family"] == family and r["source"] == "jaxseg_losses" and r["dtype"] == "float32"
+        ]
+        if not mine:
+            continue
+        mine.sort(key=lambda r: int(np.prod(r["shape"])))
+        sizes = [int(np.prod(r["shape"])) for r in mine]
+        times = [r["fwd_bwd_ms"] for r in mine]
+        (line,) = ax_scale.plot(sizes, times, "-", alpha=0.5, label=family)
+        for r, n, t in zip(mine, sizes, times, strict=True):
+            ax_scale.plot(n, t, markers.get(r["case"], "o"), color=line.get_color())
+    all_sizes = [int(np.prod(r["shape"])) for r in rows]
+    if all_sizes:
+        ref_rows = [
+            r
+            for r in rows
+            if r["source"] == "optax" and r["family"] == "ce" and r["dtype"] == "float32"
+        ]
+        if ref_rows:
+            r0 = max(ref_rows, key=lambda r: int(np.prod(r["shape"])))
+            n0, t0 = int(np.prod(r0["shape"])), r0["fwd_bwd_ms"]
+            xs = np.array([min(all_sizes), max(all_sizes)], dtype=float)
+            ax_scale.plot(xs, t0 * xs / n0, "k--", lw=1, label="∝ elements (through optax CE)")
+    ax_scale.set_xscale("log")
+    ax_scale.set_yscale("log")
+    ax_scale.set_xlabel("logits elements B·pixels·C  (o voc, □ binary, △ ade, ◇ volume)")
+    ax_scale.set_ylabel("jaxseg_losses fwd+bwd time, float32 (ms)")
+    ax_scale.set_title("Cost against size")
+    ax_scale.legend(fontsize=8)
+
+    ref_rows = [r for r in rows if r["case"] == REFERENCE_CASE and r["ratio_optax"] is not None]
+    labels, f32, bf16 = [], [], []
+    for r in ref_rows:
+        if r["dtype"] != "float32":
+            continue
+        other = next(
+            (
+                o
+                for o in ref_rows
+                if o["dtype"] == "bfloat16"
+                and o["impl"] == r["impl"]
+                and o["family"] == r["family"]
+            ),
+            None,
+        )
+        labels.append(f"{r['family']}: {r['impl']}")
+        f32.append(r["ratio_optax"])
+        bf16.append(other["ratio_optax"] if other else np.nan)
+    ys = np.arange(len(labels))
+    ax_ratio.barh(ys - 0.2, f32, height=0.4, label="float32")
+    ax_ratio.barh(ys + 0.2, bf16, height=0.4, label="bfloat16")
+    ax_ratio.axvline(1.0, color="k", lw=1)
+    ax_ratio.set_yticks(ys, labels, fontsize=7)
+    ax_ratio.invert_yaxis()
+    ax_ratio.set_xscale("log")
+    ax_ratio.set_xlabel("fwd+bwd time / optax reference (same dtype, same run)")
+    ax_ratio.set_title(f"Reference case {REFERENCE_CASE}")
+    ax_ratio.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (smoke test)")
+    parser.add_argument("--out", default="benchmarks/results", help="output folder")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 2)")
+    parser.add_argument(
+        "--peak-gbps",
+        type=float,
+        default=None,
+        help="device memory bandwidth in GB/s: adds achieved GB/s as a percentage of it",
+    )
+    parser.add_argument(
+        "--cases", default=None, help="comma-separated case names (voc,binary,ade,volume)"
+    )
+    parser.add_argument("--dtypes", default=",".join(DTYPES), help="float32,bfloat16")
+    parser.add_argument(
+        "--families", default=",".join(baselines.FAMILIES), help="loss families to run"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Runs the matrix and writes ``results{tag}.md``, ``.json`` and ``.png`` under ``--out``."""
+    args = parse_args(argv)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
+    if args.cases:
+        wanted = args.cases.split(",")
+        unknown = set(wanted) - {name for name, _, _ in shapes}
+        if unknown:
+            raise SystemExit(f"unknown case(s) {sorted(unknown)}")
+        shapes = tuple(s for s in shapes if s[0] in wanted)
+    dtypes = tuple(args.dtypes.split(","))
+    families = tuple(args.families.split(","))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    machine = machine_description()
+    print(f"# {machine['cpu']} | {machine['backend']} {machine['device']} | jax {machine['jax']}")
+    rows: list[dict[str, Any]] = []
+    for name, shape, activation in shapes:
+        impls = baselines.implementations(activation, families)
+        for dtype in dtypes:
+            case = Case(name, shape, activation, dtype)
+            print(f"{case.label}: {len(impls)} implementations")
+            rows += run_case(case, impls, repeats=repeats, warmup=warmup)
+    if hasattr(os, "getloadavg"):
+        machine["load_average_at_end"] = list(os.getloadavg())
+    result: dict[str, Any] = {
+        "machine": machine,
+        "quick": args.quick,
+        "repeats": repeats,
+        "warmup": warmup,
+        "peak_gbps": args.peak_gbps,
+        "rows": rows,
+    }
+    result["targets"] = target_summary(rows)
+    stem = f"results{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(markdown_report(result, args.peak_gbps))
+    result["plot"] = str(out / f"{stem}.png") if plot(result, out / f"{stem}.png") else None
+    for t in result["targets"]:
+        print(f"target {t['target']}: {t['achieved']:.3f} (≤ {t['bound']:g}) met={t['met']}")
+    print(f"wrote {out / stem}.{{md,json,png}}")
+    return result

@@ -1,0 +1,78 @@
+"""Smoke test of the benchmark suite: quick mode runs in-process and writes well-formed outputs.
+
+No timing is asserted (the machine is shared and noisy); only the structure of the table, the JSON
+and the plot, and that every implementation produced a finite loss and gradient.
+"""
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("optax")
+
+from benchmarks import baselines, suite
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = suite.main(["--quick", "--cases", "voc", "--out", str(out), "--peak-gbps", "100"])
+    return out, result
+
+
+def test_quick_run_writes_json_markdown_and_plot(quick_result):
+    out, result = quick_result
+    loaded = json.loads((out / "results.json").read_text())
+    assert loaded["quick"] is True
+    assert loaded["repeats"] == 2
+    assert set(loaded["machine"]) >= {"date", "cpu", "backend", "device", "jax"}
+    assert len(loaded["rows"]) == len(result["rows"])
+    markdown = (out / "results.md").read_text()
+    assert "## Targets" in markdown
+    assert "voc [2, 16, 16, 5] softmax float32" in markdown
+    assert "voc [2, 16, 16, 5] softmax bfloat16" in markdown
+    assert "% of peak" in markdown
+    if result["plot"] is not None:  # matplotlib is optional (the `bench` extra)
+        assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rows_cover_every_family_and_are_complete(quick_result):
+    _, result = quick_result
+    rows = result["rows"]
+    for dtype in suite.DTYPES:
+        families = {(r["family"], r["source"]) for r in rows if r["dtype"] == dtype}
+        # The baselines exist whatever the library holds.
+        for family in ("iou", "dice", "ce", "focal", "ce+dice", "lovasz"):
+            assert (family, "plain_jnp") in families
+        for family in ("dice", "ce", "focal", "ce+dice"):
+            assert (family, "optax") in families
+        assert ("dice", "jaxseg_losses") in families
+    for row in rows:
+        assert math.isfinite(row["value"]), row["impl"]
+        assert row["grad_finite"], row["impl"]
+        assert row["fwd_ms"] > 0 and row["fwd_bwd_ms"] > 0
+        assert row["compile_fwd_s"] > 0 and row["compile_fwd_bwd_s"] > 0
+        assert row["achieved_gbps"] > 0
+        assert row["logits_bytes"] == 2 * 16 * 16 * 5 * (4 if row["dtype"] == "float32" else 2)
+        if row["family"] in baselines.OPTAX_REFERENCE:
+            assert row["ratio_optax"] is not None and row["ratio_optax"] > 0
+        assert row["ratio_plain_jnp"] is not None
+
+
+def test_library_losses_agree_with_plain_jnp(quick_result):
+    """Same meaning, same value: the benchmark compares like with like."""
+    _, result = quick_result
+    by_key = {(r["dtype"], r["family"], r["source"]): r["value"] for r in result["rows"]}
+    for (dtype, family, source), value in by_key.items():
+        plain = by_key.get((dtype, family, "plain_jnp"))
+        if source == "jaxseg_losses" and plain is not None:
+            assert value == pytest.approx(plain, rel=1e-4, abs=1e-5), (dtype, family)
+
+
+def test_targets_are_checked_on_the_reference_case(quick_result):
+    _, result = quick_result
+    names = [t["target"] for t in result["targets"]]
+    assert "dice_loss fwd+bwd / optax dice_loss" in names
+    for target in result["targets"]:
+        assert target["met"] == (target["achieved"] <= target["bound"])
