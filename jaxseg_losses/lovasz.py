@@ -162,6 +162,7 @@ def lovasz_softmax_loss(
     ignore_index: int | None = None,
     mask: ArrayLike | None = None,
     aggregate: str = "sample",
+    axis_name: Any = None,
     reduction: str = "mean",
 ) -> jax.Array:
     r"""Computes the Lovász-Softmax loss, the convex surrogate of 1 − IoU per class.
@@ -218,6 +219,10 @@ def lovasz_softmax_loss(
       mask: ``[B, *spatial]`` bool or float pixel mask; pixels with weight ``> 0`` are kept.
       aggregate: ``"sample"`` computes the loss per image (Berman's ``per_image=True``);
         ``"batch"`` pools every pixel of the batch per class.
+      axis_name: a mapped axis (``shard_map``/``pmap``) over which the mean (or sum) of the
+        per-sample losses is taken, so every device gets the global value. ``aggregate="batch"``
+        cannot be pooled across a mapped axis (one sort over all devices' pixels); under
+        ``jax.jit`` with sharded arrays it needs no ``axis_name``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``, per sample; ``aggregate="sample"``
         only).
 
@@ -243,7 +248,7 @@ def lovasz_softmax_loss(
       Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
       2018.
     """
-    _reduce.check_reduction_for_aggregate(reduction, aggregate)
+    _check_lovasz_options(reduction, aggregate, axis_name)
     inputs = _inputs.prepare(
         logits,
         labels,
@@ -272,7 +277,7 @@ def lovasz_softmax_loss(
         )
     else:
         per_sample = jnp.mean(per_class, axis=-1)
-    return _reduce.batch_reduce(per_sample, reduction)
+    return _reduce.batch_reduce(per_sample, reduction, axis_name=axis_name)
 
 
 def lovasz_hinge_loss(
@@ -283,6 +288,7 @@ def lovasz_hinge_loss(
     ignore_index: int | None = None,
     mask: ArrayLike | None = None,
     aggregate: str = "sample",
+    axis_name: Any = None,
     reduction: str = "mean",
 ) -> jax.Array:
     r"""Computes the binary Lovász hinge loss on logits, the convex surrogate of 1 − IoU.
@@ -320,6 +326,8 @@ def lovasz_hinge_loss(
       mask: ``[B, *spatial]`` bool or float pixel mask; pixels with weight ``> 0`` are kept.
       aggregate: ``"sample"`` computes the loss per image (Berman's default
         ``per_image=True``); ``"batch"`` pools every pixel of the batch.
+      axis_name: a mapped axis over which the mean (or sum) of the per-sample losses is taken;
+        ``aggregate="sample"`` only, as for :func:`lovasz_softmax_loss`.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``, per sample; ``aggregate="sample"``
         only).
 
@@ -344,7 +352,7 @@ def lovasz_hinge_loss(
       Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
       2018.
     """
-    _reduce.check_reduction_for_aggregate(reduction, aggregate)
+    _check_lovasz_options(reduction, aggregate, axis_name)
     _check_hinge_channels(logits, labels, class_axis)
     inputs = _inputs.prepare(
         logits,
@@ -359,7 +367,18 @@ def lovasz_hinge_loss(
     signs = 2 * foreground.astype(inputs.logits.dtype) - 1
     errors = 1 - inputs.logits * signs
     per_class, _ = _per_class_lovasz(errors, foreground, valid, aggregate=aggregate, hinge=True)
-    return _reduce.batch_reduce(jnp.mean(per_class, axis=-1), reduction)
+    return _reduce.batch_reduce(jnp.mean(per_class, axis=-1), reduction, axis_name=axis_name)
+
+
+def _check_lovasz_options(reduction: str, aggregate: str, axis_name: Any) -> None:
+    """Options shared by both losses; batch pooling is one sort and cannot span devices."""
+    _reduce.check_reduction_for_aggregate(reduction, aggregate)
+    if aggregate == "batch" and axis_name is not None:
+        raise ValueError(
+            f"aggregate='batch' sorts all pixels of the batch at once, which cannot be pooled "
+            f"over the mapped axis {axis_name!r}; use aggregate='sample' with axis_name, or call "
+            "the loss under jax.jit on sharded arrays (no axis_name needed)."
+        )
 
 
 def _check_hinge_channels(logits: ArrayLike, labels: ArrayLike, class_axis: int) -> None:

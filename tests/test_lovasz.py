@@ -26,6 +26,7 @@ softmax_loss = jax.jit(
         "classes",
         "ignore_index",
         "aggregate",
+        "axis_name",
         "reduction",
     ),
 )
@@ -497,6 +498,25 @@ def test_vmap_of_per_sample_equals_reduction_none():
     assert_close(mapped, np.asarray(batched), rtol=1e-6, atol=1e-7)
 
 
+def test_axis_name_means_over_the_mapped_axis():
+    # vmap with an axis name stands in for shard_map: two "devices" of two samples each.
+    logits, labels = make_case(batch=4, seed=16)
+    binary = np.where(labels == IGNORE, IGNORE, labels % 2)
+    split = [x.reshape(2, 2, *x.shape[1:]) for x in (logits, labels, binary)]
+
+    def per_device(x, y, b):
+        return (
+            jsl.lovasz_softmax_loss(x, y, ignore_index=IGNORE, axis_name="d"),
+            jsl.lovasz_hinge_loss(x[..., :1], b, ignore_index=IGNORE, axis_name="d"),
+        )
+
+    softmax, hinge = jax.jit(jax.vmap(per_device, axis_name="d"))(*split)
+    expected_softmax = softmax_loss(logits, labels, ignore_index=IGNORE)
+    expected_hinge = hinge_loss(logits[..., :1], binary, ignore_index=IGNORE)
+    assert_close(softmax, np.full(2, float(expected_softmax)), rtol=1e-6, atol=1e-7)
+    assert_close(hinge, np.full(2, float(expected_hinge)), rtol=1e-6, atol=1e-7)
+
+
 def test_per_sample_rejects_batch_options():
     with pytest.raises(TypeError, match="aggregate"):
         jsl.per_sample.lovasz_softmax_loss(
@@ -529,6 +549,8 @@ def test_bad_inputs_raise():
     logits, labels = make_case()
     with pytest.raises(ValueError, match="aggregate='batch'"):
         softmax_loss(logits, labels, aggregate="batch", reduction="none")
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        softmax_loss(logits, labels, aggregate="batch", axis_name="d")
     with pytest.raises(ValueError, match="`aggregate`"):
         hinge_loss(logits[..., :1], labels, aggregate="image")
     with pytest.raises(ValueError, match="`labels` must have shape"):
