@@ -165,11 +165,24 @@ def check_values(predicate: jax.Array, message: str, *fmt_args: jax.Array) -> No
         checkify.check(predicate, message, *fmt_args)
 
 
+# jax.jit caches traces by function and argument types, not by the flag above: a jitted function
+# first traced without checks would be reused silently under `checked`, and one first traced under
+# `checked` would leak `checkify.check` into later plain calls (which then fail). A JAX user
+# context is part of jit's cache key; on JAX versions without one, `checked` bypasses jit instead.
+_make_user_context = getattr(jax, "make_user_context", None)
+_CHECKS_IN_JIT_KEY = _make_user_context(False) if _make_user_context is not None else None
+
+
 @contextlib.contextmanager
 def _value_checks() -> Iterator[None]:
     token = _VALUE_CHECKS.set(True)
     try:
-        yield
+        if _CHECKS_IN_JIT_KEY is not None:
+            with _CHECKS_IN_JIT_KEY(True):
+                yield
+        else:
+            with jax.disable_jit():
+                yield
     finally:
         _VALUE_CHECKS.reset(token)
 
