@@ -146,11 +146,12 @@ def safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     """``numerator / denominator``, defined as 1 (a perfect score) where both are 0.
 
     Only reachable with ``smooth=0`` for a class absent from both prediction and target; the
-    double ``where`` keeps the gradient finite there too.
+    double ``where`` keeps the gradient finite there too. The test is ``== 0``, not ``> 0``, so a
+    NaN denominator (non-finite logits) stays NaN instead of passing for a perfect score.
     """
-    positive = denominator > 0
-    safe = jnp.where(positive, denominator, 1.0)
-    return jnp.where(positive, numerator / safe, 1.0)
+    zero = denominator == 0
+    safe = jnp.where(zero, 1.0, denominator)
+    return jnp.where(zero, 1.0, numerator / safe)
 
 
 def score_to_loss(score: jax.Array, *, log: bool, gamma: Any = 1.0) -> jax.Array:

@@ -296,8 +296,9 @@ def test_absent_class_with_zero_smooth_scores_perfect_with_finite_gradient():
 
 
 def test_safe_ratio():
-    out = jax.jit(safe_ratio)(np.array([1.0, 0.0, 2.0]), np.array([2.0, 0.0, 4.0]))
-    np.testing.assert_allclose(out, [0.5, 1.0, 0.5])
+    out = jax.jit(safe_ratio)(np.array([1.0, 0.0, 2.0, 1.0]), np.array([2.0, 0.0, 4.0, np.nan]))
+    # 0/0 is a perfect score; a NaN denominator (NaN logits) must stay NaN, not look perfect.
+    np.testing.assert_allclose(out, [0.5, 1.0, 0.5, np.nan])
 
 
 def test_stats_dtypes():
