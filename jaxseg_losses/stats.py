@@ -58,8 +58,9 @@ def stats_from_prepared(inputs: _inputs.Prepared, *, soft_targets: bool) -> Over
     pred_sum = jnp.sum(weights * probs, axis=1)
     target_sum = jnp.sum(weights * targets, axis=1)
     if soft_targets:
-        distance = jnp.sum(weights * jnp.abs(probs - targets), axis=1)
-        tp = 0.5 * (pred_sum + target_sum - distance)
+        # The L1 form (p + g - |p - g|) / 2 is min(p, g). Summed directly it is never negative
+        # and does not cancel the large sums of a big image against each other.
+        tp = jnp.sum(weights * jnp.minimum(probs, targets), axis=1)
     else:
         tp = jnp.sum(weights * probs * targets, axis=1)
     # Rounding can leave FP or FN a hair below zero when a class is predicted perfectly.
