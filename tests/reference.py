@@ -140,10 +140,14 @@ def tversky_score(tp, fp, fn, *, alpha=0.5, beta=0.5, smooth=1.0):
     return ratio(tp + smooth, tp + alpha * fp + beta * fn + smooth)
 
 
+# The library keeps -ln(r) finite at r = 0 (no overlap with smooth=0) by flooring the ratio at the
+# smallest normal float32: -ln(tiny) ~ 87.3.
+LOG_FLOOR = float(np.finfo(np.float32).tiny)
+
+
 def score_to_loss(score: np.ndarray, *, log: bool = False, gamma: float = 1.0) -> np.ndarray:
     """``(1 - r) ** gamma`` or ``(-ln r) ** gamma``; a perfect class (loss 0) stays 0."""
-    with np.errstate(divide="ignore"):
-        loss = -np.log(score) if log else 1.0 - score
+    loss = -np.log(np.maximum(score, LOG_FLOOR)) if log else 1.0 - score
     loss = np.maximum(loss, 0.0)
     return np.where(loss > 0, loss ** float(gamma), 0.0)
 
