@@ -140,8 +140,8 @@ def iou_loss(
 
     Peers: smp's ``JaccardLoss(mode, smooth=s, log_loss=log)`` pools the batch and skips classes
     absent from the target, so it matches ``aggregate="batch"`` on batches where every class is
-    present. MONAI's ``DiceLoss(jaccard=True)`` squares the sums in its denominator unless
-    ``squared_pred=False``; with that and ``smooth_nr = smooth_dr = s`` it equals ``smooth=s``.
+    present. MONAI's ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` (default
+    ``squared_pred=False``) computes :math:`1 - (2I + s) / (2U + s)`, which is ``smooth=s / 2``.
 
     Args:
       <common args>
@@ -207,9 +207,11 @@ def dice_loss(
 
     Peers: MONAI ``DiceLoss(softmax=True, to_onehot_y=True, smooth_nr=s, smooth_dr=s)`` equals
     ``smooth=s`` (MONAI's ``batch=True`` is ``aggregate="batch"``, ``weight`` is
-    ``class_weights``); optax ``dice_loss(logits, one_hot, smooth=s)`` equals
-    ``reduction="none"``; smp ``DiceLoss`` pools the batch and skips classes absent from the
-    target (``aggregate="batch"`` when every class is present).
+    ``class_weights``; its ``reduction="sum"`` also sums over classes); optax
+    ``dice_loss(logits, one_hot, smooth=s)`` is the Tversky form with :math:`\alpha = \beta =
+    1/2`, so it equals ``smooth=2 * s`` with ``reduction="none"``; smp ``DiceLoss`` pools the
+    batch and skips classes absent from the target (``aggregate="batch"`` when every class is
+    present).
 
     Args:
       <common args>
@@ -281,8 +283,10 @@ def tversky_loss(
     With ``log=True`` the class loss is :math:`(-\ln T_c)^{\gamma}`.
 
     Peers: MONAI ``TverskyLoss(alpha, beta, smooth_nr=s, smooth_dr=s)`` equals ``gamma=1`` and
-    ``smooth=s``; smp ``TverskyLoss(alpha, beta, gamma)`` pools the batch like
-    ``aggregate="batch"`` and also raises the class loss to ``gamma``.
+    ``smooth=s``; optax ``dice_loss(alpha=a, beta=b, smooth=s)`` equals ``reduction="none"``;
+    smp ``TverskyLoss(alpha, beta)`` pools the batch like ``aggregate="batch"``, but its
+    ``gamma`` raises the mean over classes rather than each class's loss (equal for
+    ``gamma=1``).
 
     Args:
       alpha: weight of false positives (non-negative, default 0.5).
