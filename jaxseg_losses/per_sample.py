@@ -26,13 +26,36 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import lovasz, region
+from jaxseg_losses import _checks, lovasz, region
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 
 
 def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
-    """Makes the single-example variant of a batched loss ``f(logits, labels, *, ...)``."""
+    """Makes the single-example variant of a batched loss ``f(logits, labels, *, ...)``.
+
+    The variant takes one example without its batch axis, calls ``batch_loss`` on a batch of one
+    with ``reduction="none"`` and returns that sample's loss, so ``jax.vmap`` of it equals the
+    batched loss with ``reduction="none"``. Its ``class_axis`` counts the axes of one example (0
+    for CHW); the batch-only options ``aggregate``, ``axis_name`` and ``reduction`` are refused.
+
+    Args:
+      batch_loss: a loss ``f(logits, labels, *, class_axis, mask, ...)`` over batched
+        ``[B, *spatial, C]`` logits.
+
+    Returns:
+      The single-example loss ``(logits_i, labels_i, *, ...)`` over ``[*spatial, C]`` logits,
+      returning the loss of that one example.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> per_image_iou = jsl.per_sample.single_example(jsl.iou_loss)
+      >>> logits = jnp.zeros((2, 4, 4, 3))
+      >>> labels = jnp.zeros((2, 4, 4), jnp.int32)
+      >>> jax.vmap(per_image_iou)(logits, labels).shape
+      (2,)
+    """
     parameters = inspect.signature(batch_loss).parameters
 
     @functools.wraps(batch_loss)
@@ -43,7 +66,8 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
                     f"per_sample.{batch_loss.__name__} got an unexpected keyword {name!r}."
                 )
         logits, labels = jnp.asarray(logits), jnp.asarray(labels)
-        batched_axis = class_axis + 1 if class_axis >= 0 else class_axis
+        # Checked against one example's rank, so an error names the axis the caller passed.
+        batched_axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim) + 1
         batched_mask = None if mask is None else jnp.asarray(mask)[None]
         extra = {"reduction": "none"} if "reduction" in parameters else {}
         per_sample = batch_loss(
