@@ -136,3 +136,20 @@ def test_every_per_sample_loss_matches_its_batch_loss(name):
         jax.tree.map(
             functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-7), mapped, batched
         )
+
+
+def test_class_axis_counts_the_axes_of_one_example():
+    data = ref.random_inputs(43, batch=1, spatial=(3, 4), num_classes=3, class_axis=1)
+    chw, labels = data["logits"][0], data["labels"][0]
+
+    @jax.jit
+    def run(x, y):
+        return [per_sample.dice_loss(x, y, class_axis=axis) for axis in (0, -3)]
+
+    first, negative = run(chw, labels)
+    want = ref.region_loss("dice", data["logits"], data["labels"], class_axis=1)
+    np.testing.assert_allclose([first, negative], [want, want], rtol=2e-5)
+    # Errors name the axis passed and the rank of one example, not of the internal batch of one.
+    for axis in (3, -4):
+        with pytest.raises(ValueError, match=rf"`class_axis`={axis} is out of range.*rank 3"):
+            per_sample.dice_loss(chw, labels, class_axis=axis)
