@@ -8,9 +8,20 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 ``ignore_index``; computation in float32 or wider.
 """
 
-from jaxseg_losses import per_sample
+from jaxseg_losses import metrics, per_sample
 from jaxseg_losses._checks import checked
+from jaxseg_losses.compose import (
+    combine,
+    dice_ce_loss,
+    dice_focal_loss,
+    get_loss,
+    iou_ce_loss,
+    parse_loss_spec,
+    register_loss,
+    registered_losses,
+)
 from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from jaxseg_losses.pixelwise import cross_entropy_loss, cross_entropy_map, focal_loss, focal_map
 from jaxseg_losses.region import dice_loss, generalized_dice_loss, iou_loss, tversky_loss
 from jaxseg_losses.stats import (
     OverlapStats,
@@ -25,15 +36,28 @@ __version__ = "0.1.0"
 __all__ = [
     "OverlapStats",
     "checked",
+    "combine",
+    "cross_entropy_loss",
+    "cross_entropy_map",
+    "dice_ce_loss",
+    "dice_focal_loss",
     "dice_from_stats",
     "dice_loss",
+    "focal_loss",
+    "focal_map",
     "generalized_dice_loss",
+    "get_loss",
+    "iou_ce_loss",
     "iou_from_stats",
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "metrics",
     "overlap_stats",
+    "parse_loss_spec",
     "per_sample",
+    "register_loss",
+    "registered_losses",
     "tversky_from_stats",
     "tversky_loss",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, lovasz, region
+from jaxseg_losses import _checks, compose, lovasz, pixelwise, region
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 
@@ -78,7 +78,8 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
             **options,
             **extra,
         )
-        return per_sample[0]
+        # Combined losses may return (total, parts): drop the batch axis of every leaf.
+        return jax.tree.map(lambda x: x[0], per_sample)
 
     keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
     loss.__signature__ = inspect.Signature(keep, return_annotation=jax.Array)  # type: ignore[attr-defined]
@@ -93,12 +94,22 @@ iou_loss = single_example(region.iou_loss)
 dice_loss = single_example(region.dice_loss)
 tversky_loss = single_example(region.tversky_loss)
 generalized_dice_loss = single_example(region.generalized_dice_loss)
+cross_entropy_loss = single_example(pixelwise.cross_entropy_loss)
+focal_loss = single_example(pixelwise.focal_loss)
+dice_ce_loss = single_example(compose.dice_ce_loss)
+dice_focal_loss = single_example(compose.dice_focal_loss)
+iou_ce_loss = single_example(compose.iou_ce_loss)
 lovasz_softmax_loss = single_example(lovasz.lovasz_softmax_loss)
 lovasz_hinge_loss = single_example(lovasz.lovasz_hinge_loss)
 
 __all__ = [
+    "cross_entropy_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
     "dice_loss",
+    "focal_loss",
     "generalized_dice_loss",
+    "iou_ce_loss",
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
