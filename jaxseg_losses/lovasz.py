@@ -91,14 +91,11 @@ def _lovasz_rows(
     ``valid`` is False), ``valid`` the bool pixel selection. With ``hinge`` the sorted errors go
     through a ReLU, as in Berman's ``lovasz_hinge_flat``.
     """
-    # Ascending sort of the negated errors gives decreasing errors; invalid pixels get +inf, so
-    # they come after every valid pixel whatever its error (a valid zero-error pixel tied with
-    # them would otherwise be counted after them and see different counts).
-    keys = jnp.where(valid, -errors, jnp.inf)
-    keys_sorted, foreground_sorted = jax.lax.sort(
-        (keys, foreground), dimension=keys.ndim - 1, num_keys=1
-    )
-    errors_sorted = jnp.where(keys_sorted < jnp.inf, -keys_sorted, 0.0)
+    order = _descending_order(errors, valid)
+    # Gathers (not sort operands) carry the errors and labels: the gradient of a gather is a
+    # scatter, cheaper than the extra sort operand JAX adds to differentiate through lax.sort.
+    errors_sorted = jnp.take_along_axis(jnp.where(valid, errors, 0.0), order, axis=-1)
+    foreground_sorted = jnp.take_along_axis(foreground, order, axis=-1)
     if hinge:
         errors_sorted = jax.nn.relu(errors_sorted)
     increments = jax.lax.stop_gradient(
@@ -106,6 +103,26 @@ def _lovasz_rows(
     )
     count = jnp.sum(foreground, axis=-1)
     return jnp.sum(errors_sorted * increments, axis=-1), count
+
+
+def _descending_order(errors: jax.Array, valid: jax.Array) -> jax.Array:
+    """Permutation ``[..., P]`` sorting each row by decreasing error, invalid pixels last.
+
+    Invalid pixels get the key +inf (on negated errors), so they come after every valid pixel
+    whatever its error: a valid zero-error pixel tied with them would otherwise be counted after
+    them and see different counts. The sort is stable, so tied errors keep their pixel order.
+    """
+    keys = jax.lax.stop_gradient(jnp.where(valid, -errors, jnp.inf))
+    int_dtype = jnp.int64 if keys.dtype.itemsize == 8 else jnp.int32
+    bits = jax.lax.bitcast_convert_type(keys, int_dtype)
+    # Flipping the magnitude bits of negative floats makes signed-integer order equal float
+    # order; XLA:CPU sorts integer keys markedly faster than floats under JAX's NaN-aware
+    # float comparator.
+    sign = jax.lax.shift_right_arithmetic(bits, jnp.asarray(8 * keys.dtype.itemsize - 1, int_dtype))
+    keys = bits ^ (sign & jnp.iinfo(int_dtype).max)
+    positions = jax.lax.broadcasted_iota(int_dtype, keys.shape, keys.ndim - 1)
+    _, order = jax.lax.sort((keys, positions), dimension=keys.ndim - 1, num_keys=1)
+    return order
 
 
 def _per_class_lovasz(

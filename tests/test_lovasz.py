@@ -477,6 +477,24 @@ def test_bfloat16_agrees_with_float32():
     assert_close(hinge_bf16, float(hinge_f32), rtol=2e-2, atol=2e-3)
 
 
+def test_float64_stays_float64_under_x64():
+    logits, labels = make_case(seed=17)
+    foreground, keep = split_labels(labels, 4)
+    with jax.enable_x64(True):
+        loss = jax.jit(lambda x, y: jsl.lovasz_softmax_loss(x, y, ignore_index=IGNORE))(
+            logits.astype(np.float64), labels
+        )
+        assert loss.dtype == jnp.float64
+    expected = ref_softmax_loss(
+        np_softmax(logits.astype(np.float64)),
+        foreground,
+        keep,
+        classes="present",
+        aggregate="sample",
+    )
+    assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_vmap_of_per_sample_equals_reduction_none():
     logits, labels = make_case(seed=15)
     mask = np.random.default_rng(15).random(labels.shape) < 0.9
