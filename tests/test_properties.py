@@ -109,7 +109,7 @@ def test_random_cases_match_reference_and_invariants(case):
     assert np.all(np.asarray(got) >= 0)
 
 
-@FEW
+@settings(FEW, max_examples=15)
 @given(inputs())
 def test_random_stats_add_up_to_the_volumes(case):
     _, data_options, options, seed = case
