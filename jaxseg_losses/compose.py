@@ -366,8 +366,11 @@ def combine(
                     activation=pixelwise.LOG_SOFTMAX,
                     mask=mask,
                 )
-            else:
+            elif _accepts_activation(fn):
                 value = fn(logits, labels, activation=activation, mask=mask, **shared)
+            else:
+                # A loss with its activation built in (the Lovász hinge reads logits).
+                value = fn(logits, labels, mask=mask, **shared)
             parts[name] = value
             term = weight * value
             total = term if total is None else total + term
@@ -380,6 +383,16 @@ def combine(
         + "; returns (total, parts)."
     )
     return combined_loss
+
+
+def _accepts_activation(fn: LossFn) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return "activation" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 @functools.cache
@@ -644,6 +657,7 @@ def _register_builtins() -> None:
     register_loss("tversky", region.tversky_loss, takes=probabilities)
     register_loss("gdl", region.generalized_dice_loss, takes=probabilities)
     register_loss("lovasz", lovasz.lovasz_softmax_loss, takes=probabilities)
+    register_loss("lovasz_hinge", lovasz.lovasz_hinge_loss)
 
 
 _register_builtins()

@@ -194,7 +194,7 @@ def confusion_matrix(
     if mask is not None:
         mask = jnp.asarray(mask)
         _checks.check_shape("mask", mask, label_shape, hint="One entry per pixel, like labels.")
-        valid = valid & (mask != 0)
+        valid = valid & mask.astype(jnp.bool_)
     if ignore_index is not None:
         valid = valid & (labels != ignore_index)
     # Invalid pixels go to an extra bin past the C*C cells, dropped after counting; a clamped or

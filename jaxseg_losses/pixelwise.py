@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _inputs
+from jaxseg_losses import _checks, _fused, _inputs
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -143,10 +143,28 @@ def _categorical_log_probs(inputs: _inputs.Canonical) -> jax.Array:
     return _safe_log(inputs.logits)
 
 
+def _gather(values: jax.Array, labels: jax.Array) -> jax.Array:
+    """``values[..., y]`` per pixel, from ``[B, P, C]`` values or a ``[1, C]`` class vector.
+
+    A label outside ``[0, C)`` that is not ``ignore_index`` gathers NaN, so a forgotten
+    ``ignore_index=255`` shows at once instead of training silently on a wrong target.
+    """
+    if values.ndim == 2:
+        return jnp.take(values[0], labels, mode="fill", fill_value=jnp.nan)
+    picked = jnp.take_along_axis(
+        values, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan
+    )
+    return picked[..., 0]
+
+
 def _gathered_log_prob(inputs: _inputs.Canonical, labels: jax.Array) -> jax.Array:
     """``log p_y`` per pixel, ``[B, P]``, gathered without a one-hot array."""
+    if inputs.activation == "softmax":
+        # Fused log-sum-exp minus the label's logit: its gradient is one elementwise loop, with
+        # no stored probabilities, and the log-sum-exp is shared with region losses under jit.
+        return -_fused.label_nll(inputs.logits, labels)
     x = inputs.logits
-    picked = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+    picked = _gather(x, labels)
     if inputs.activation == LOG_SOFTMAX:
         return picked
     if inputs.activation == "softmax":
@@ -199,7 +217,7 @@ def _cross_entropy_terms(
         nll = -_gathered_log_prob(inputs, labels)
         label_weight = ones
         if weights is not None:
-            label_weight = jnp.take(weights[0, 0], labels)
+            label_weight = _gather(weights[0], labels)
             nll = nll * label_weight
         if smooth:
             # PyTorch: (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c), normalised by Σ w_y.
@@ -264,11 +282,11 @@ def _focal_terms(
             if inputs.activation in ("softmax", LOG_SOFTMAX):
                 log_one_minus_p = _log1mexp(log_p)
             else:
-                picked = jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+                picked = _gather(x, labels)
                 log_one_minus_p = _safe_log(1.0 - picked)
             loss = _focal_factor(log_one_minus_p, gamma) * loss
         if alpha_c is not None:
-            loss = jnp.take(alpha_c[0, 0], labels) * loss
+            loss = _gather(alpha_c[0], labels) * loss
         return loss, ones
 
     assert inputs.targets is not None
@@ -290,9 +308,12 @@ def _focal_terms(
 
 
 def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-    """``numerator / denominator``, 0 where nothing was counted (value and gradient)."""
-    positive = denominator > 0
-    return jnp.where(positive, numerator / jnp.where(positive, denominator, 1.0), 0.0)
+    """``numerator / denominator``, 0 where nothing was counted (value and gradient).
+
+    Only an exact 0 counts as empty: a NaN denominator (a label out of range) stays NaN.
+    """
+    counted = denominator != 0
+    return jnp.where(counted, numerator / jnp.where(counted, denominator, 1.0), 0.0)
 
 
 def _reduce_pixels(
@@ -512,7 +533,9 @@ def cross_entropy_loss(
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` for
-      ``reduction="none"``. Without any valid pixel the loss is 0, with zero gradient.
+      ``reduction="none"``. Without any valid pixel the loss is 0, with zero gradient. An
+      integer label outside ``[0, C)`` that is not ``ignore_index`` makes it NaN (a forgotten
+      ``ignore_index=255`` shows at once; :func:`jaxseg_losses.checked` names it).
 
     Examples:
       >>> import jax, jax.numpy as jnp

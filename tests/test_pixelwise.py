@@ -680,6 +680,19 @@ def test_one_sample_fully_ignored_gives_zero_for_that_sample_only():
     assert_close(mean, float(per_sample[1]))
 
 
+def test_label_out_of_range_without_ignore_index_is_nan():
+    logits, labels, _ = make_data(34)
+    labels[0, 0, 0] = 255
+    values = jax.jit(
+        lambda x, y: [
+            jsl.cross_entropy_loss(x, y),
+            jsl.cross_entropy_loss(x, y, class_weights=WEIGHTS),
+            jsl.focal_loss(x, y, alpha=0.25),
+        ]
+    )(logits, labels)
+    assert all(np.isnan(v) for v in values)
+
+
 def test_probabilities_of_zero_are_clamped():
     # log 0 would be -inf; float32 clamps the log at ln(tiny) / 2 (PyTorch's BCELoss at -100).
     probs = jnp.array([[[0.0, 1.0], [1.0, 0.0]]])

@@ -1,0 +1,393 @@
+"""Combining losses: totals and gradients equal the weighted sums, one softmax, name registry."""
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxseg_losses as jsl
+from jaxseg_losses import compose
+
+B, H, W, C = 2, 6, 5, 4
+
+
+def make_data(seed=0, *, ignore=True, shape=(B, H, W), num_classes=C):
+    r = np.random.default_rng(seed)
+    logits = (2.0 * r.standard_normal((*shape, num_classes))).astype(np.float32)
+    labels = r.integers(0, num_classes, shape).astype(np.int32)
+    if ignore:
+        labels = np.where(r.uniform(size=shape) < 0.25, 255, labels).astype(np.int32)
+    mask = (r.uniform(size=shape) > 0.2).astype(np.float32)
+    return logits, labels, mask
+
+
+def assert_close(actual, expected, *, rtol=2e-5, atol=2e-6):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
+
+
+SPECS = {
+    "ce+dice": {"ce": (1.0, jsl.cross_entropy_loss), "dice": (1.0, jsl.dice_loss)},
+    "focal+iou": {
+        "focal": (0.7, functools.partial(jsl.focal_loss, gamma=1.5, alpha=0.25)),
+        "iou": (0.3, functools.partial(jsl.iou_loss, log=True)),
+    },
+    "everything": {
+        "ce": (1.0, functools.partial(jsl.cross_entropy_loss, label_smoothing=0.1)),
+        "dice": (0.5, functools.partial(jsl.dice_loss, smooth=1e-5, include_background=False)),
+        "tversky": (0.25, functools.partial(jsl.tversky_loss, alpha=0.3, beta=0.7)),
+        "gdl": (0.25, jsl.generalized_dice_loss),
+        "lovasz": (0.5, jsl.lovasz_softmax_loss),
+        "custom": (2.0, lambda logits, labels, **kw: jsl.focal_loss(logits, labels, **kw)),
+    },
+}
+
+
+SHARED = {
+    "plain": {},
+    "ignore": {"ignore_index": 255},
+    "none": {"ignore_index": 255, "reduction": "none"},
+    "nchw_sum": {"class_axis": 1, "ignore_index": 255, "reduction": "sum"},
+}
+COMBINATIONS = [
+    ("ce+dice", "plain"),
+    ("ce+dice", "ignore"),
+    ("ce+dice", "none"),
+    ("ce+dice", "nchw_sum"),
+    ("focal+iou", "none"),
+    ("everything", "ignore"),
+    ("everything", "nchw_sum"),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "shared"), COMBINATIONS, ids=[f"{a}-{b}" for a, b in COMBINATIONS]
+)
+def test_total_and_gradient_equal_weighted_sum_of_terms(spec, shared):
+    terms, shared = SPECS[spec], SHARED[shared]
+    logits, labels, mask = make_data(1, ignore="ignore_index" in shared)
+    if shared.get("class_axis") == 1:
+        logits = np.moveaxis(logits, -1, 1)
+    loss_fn = jsl.combine(terms, **shared)
+
+    def separate(x, y, m):
+        parts = {name: fn(x, y, mask=m, **shared) for name, (_, fn) in terms.items()}
+        total = sum(weight * parts[name] for name, (weight, _) in terms.items())
+        return total, parts
+
+    def summed(fn):
+        # Gradients of the summed loss also cover reduction="none".
+        def wrapped(*args, **kwargs):
+            total, parts = fn(*args, **kwargs)
+            return jnp.sum(total), (total, parts)
+
+        return wrapped
+
+    @jax.jit
+    def both(x, y, m):
+        (_, combined), grad = jax.value_and_grad(summed(loss_fn), has_aux=True)(x, y, mask=m)
+        (_, reference), ref_grad = jax.value_and_grad(summed(separate), has_aux=True)(x, y, m)
+        return (combined, grad), (reference, ref_grad)
+
+    ((total, parts), grad), ((ref_total, ref_parts), ref_grad) = both(logits, labels, mask)
+    assert total.dtype == jnp.float32
+    assert total.shape == ((B,) if shared.get("reduction") == "none" else ())
+    assert set(parts) == set(terms)
+    for name in terms:
+        assert_close(parts[name], ref_parts[name])
+    assert_close(total, ref_total)
+    assert_close(grad, ref_grad, atol=1e-6)
+
+
+def test_sigmoid_terms_share_the_options_too():
+    r = np.random.default_rng(2)
+    logits = r.standard_normal((B, H, W, 1)).astype(np.float32)
+    labels = r.integers(0, 2, (B, H, W)).astype(np.int32)
+    loss_fn = jax.jit(jsl.combine("ce+dice:0.5+focal", activation="sigmoid"))
+    total, parts = loss_fn(logits, labels)
+    assert_close(parts["ce"], jsl.cross_entropy_loss(logits, labels, activation="sigmoid"))
+    assert_close(parts["dice"], jsl.dice_loss(logits, labels, activation="sigmoid"))
+    assert_close(total, parts["ce"] + 0.5 * parts["dice"] + parts["focal"])
+
+
+def test_lovasz_hinge_term_gets_no_activation():
+    r = np.random.default_rng(15)
+    logits = r.standard_normal((B, H, W, 1)).astype(np.float32)
+    labels = r.integers(0, 2, (B, H, W)).astype(np.int32)
+    total, parts = jax.jit(jsl.combine("ce+lovasz_hinge", activation="sigmoid"))(logits, labels)
+    assert_close(parts["lovasz_hinge"], jsl.lovasz_hinge_loss(logits, labels))
+    assert_close(total, parts["ce"] + parts["lovasz_hinge"])
+
+
+def test_probabilities_input_terms():
+    logits, labels, _ = make_data(3, ignore=False)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    _, parts = jax.jit(jsl.combine("ce+dice", activation=None))(probs, labels)
+    assert_close(parts["dice"], jsl.dice_loss(probs, labels, activation=None))
+    assert_close(parts["ce"], jsl.cross_entropy_loss(logits, labels), rtol=1e-4)
+
+
+def count_class_wide_exponentials(fn, *args):
+    """Exponentials over arrays whose last axis is the class axis, in the optimised HLO."""
+    hlo = jax.jit(fn).lower(*args).compile().as_text()
+    return len(re.findall(rf"f32\[[0-9,]*,{C}\](\{{[0-9,]*\}})? exponential\(", hlo))
+
+
+def test_softmax_is_computed_once():
+    logits, labels, _ = make_data(4)
+    loss_fn = jsl.combine("ce+dice+iou+focal+tversky+gdl", ignore_index=255)
+
+    def total(x, y):
+        return loss_fn(x, y)[0]
+
+    assert count_class_wide_exponentials(total, logits, labels) == 1
+    assert count_class_wide_exponentials(jax.grad(total), logits, labels) == 1
+    dice_ce = functools.partial(jsl.dice_ce_loss, ignore_index=255)
+    assert count_class_wide_exponentials(dice_ce, logits, labels) == 1
+    assert count_class_wide_exponentials(jax.grad(dice_ce), logits, labels) == 1
+    # Summing the separately called losses leaves one softmax per term: XLA does not merge them
+    # (which is why combine shares it explicitly).
+    separate = lambda x, y: jsl.cross_entropy_loss(x, y) + jsl.dice_loss(x, y)  # noqa: E731
+    assert count_class_wide_exponentials(separate, logits, labels) >= 1
+
+
+def test_ready_made_losses_equal_their_terms():
+    logits, labels, mask = make_data(5)
+    dice_options = {"smooth": 1e-5, "include_background": False, "aggregate": "batch"}
+    ce_options = {"class_weights": np.array([0.5, 1.0, 2.0, 1.0], np.float32)}
+    focal_options = {"gamma": 2.0, "alpha": 0.25}
+    shared = {"ignore_index": 255, "mask": mask}
+
+    @jax.jit
+    def everything(x, y):
+        return {
+            "dice_ce": jsl.dice_ce_loss(
+                x,
+                y,
+                dice_weight=0.4,
+                ce_weight=0.6,
+                dice_options=dice_options,
+                ce_options=ce_options,
+                return_parts=True,
+                **shared,
+            ),
+            "dice_focal": jsl.dice_focal_loss(x, y, focal_options=focal_options, **shared),
+            "iou_ce": jsl.iou_ce_loss(x, y, iou_options={"log": True}, **shared),
+            "dice": jsl.dice_loss(x, y, **dice_options, **shared),
+            "ce": jsl.cross_entropy_loss(x, y, **ce_options, **shared),
+            "dice_default": jsl.dice_loss(x, y, **shared),
+            "focal": jsl.focal_loss(x, y, **focal_options, **shared),
+            "log_iou": jsl.iou_loss(x, y, log=True, **shared),
+            "ce_default": jsl.cross_entropy_loss(x, y, **shared),
+        }
+
+    out = everything(logits, labels)
+    total, parts = out["dice_ce"]
+    assert_close(parts["dice"], out["dice"])
+    assert_close(parts["ce"], out["ce"])
+    assert_close(total, 0.4 * out["dice"] + 0.6 * out["ce"])
+    assert_close(out["dice_focal"], out["dice_default"] + out["focal"])
+    assert_close(out["iou_ce"], out["log_iou"] + out["ce_default"])
+
+
+@pytest.mark.parametrize("name", ["dice_ce_loss", "dice_focal_loss", "iou_ce_loss"])
+def test_ready_made_per_sample_vmap_equals_reduction_none(name):
+    logits, labels, mask = make_data(6)
+    single = getattr(jsl.per_sample, name)
+    batched = getattr(jsl, name)
+
+    @jax.jit
+    def both(x, y, m):
+        vmapped = jax.vmap(lambda a, b, c: single(a, b, mask=c, ignore_index=255))(x, y, m)
+        parts = jax.vmap(lambda a, b: single(a, b, ignore_index=255, return_parts=True))(x, y)
+        none = batched(x, y, mask=m, ignore_index=255, reduction="none")
+        return (
+            vmapped,
+            none,
+            parts,
+            batched(x, y, ignore_index=255, reduction="none", return_parts=True),
+        )
+
+    vmapped, none, parts, none_parts = both(logits, labels, mask)
+    assert vmapped.shape == (B,)
+    assert_close(vmapped, none)
+    assert_close(parts[0], none_parts[0])
+    for key in none_parts[1]:
+        assert_close(parts[1][key], none_parts[1][key])
+
+
+def test_works_in_a_flax_nnx_train_step():
+    nnx = pytest.importorskip("flax.nnx")
+    optax = pytest.importorskip("optax")
+    _, labels, _ = make_data(7)
+    features = np.random.default_rng(8).standard_normal((B, H, W, 3)).astype(np.float32)
+    model = nnx.Linear(3, C, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+    loss_fn = jsl.combine({"ce": 1.0, "dice": 1.0}, ignore_index=255)
+
+    @nnx.jit
+    def train_step(model, optimizer, x, y):
+        def objective(model):
+            return loss_fn(model(x), y)
+
+        (total, parts), grads = nnx.value_and_grad(objective, has_aux=True)(model)
+        optimizer.update(model, grads)
+        return total, parts
+
+    first, parts = train_step(model, optimizer, features, labels)
+    assert set(parts) == {"ce", "dice"}
+    assert_close(first, parts["ce"] + parts["dice"])
+    for _ in range(5):
+        last, _ = train_step(model, optimizer, features, labels)
+    assert last < first
+
+
+def test_one_compilation_per_shape():
+    traces = []
+    loss_fn = jsl.combine("ce+dice", ignore_index=255)
+
+    @jax.jit
+    def step(x, y):
+        traces.append(1)
+        return loss_fn(x, y)
+
+    for seed in range(3):
+        logits, labels, _ = make_data(seed)
+        step(logits, labels)
+    assert len(traces) == 1
+
+
+def test_bf16_logits():
+    logits, labels, _ = make_data(9)
+    loss_fn = jax.jit(jsl.combine("ce+dice+focal", ignore_index=255))
+    low, _ = loss_fn(logits.astype(jnp.bfloat16), labels)
+    rounded, _ = loss_fn(np.asarray(jnp.asarray(logits, jnp.bfloat16).astype(jnp.float32)), labels)
+    assert low.dtype == jnp.float32
+    assert_close(low, rounded, rtol=1e-6)
+
+
+def test_traced_weights():
+    logits, labels, _ = make_data(10)
+
+    @jax.jit
+    def weighted(x, y, w):
+        return jsl.dice_ce_loss(x, y, dice_weight=w, ignore_index=255, return_parts=True)
+
+    total, parts = weighted(logits, labels, 0.25)
+    assert_close(total, 0.25 * parts["dice"] + parts["ce"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss specifications and the registry.
+
+
+def test_parse_loss_spec():
+    spec = jsl.parse_loss_spec(" ce:1, iou : 0.5 ")
+    assert list(spec) == ["ce", "iou"]
+    assert spec["ce"] == (1.0, jsl.cross_entropy_loss)
+    assert spec["iou"] == (0.5, jsl.iou_loss)
+    assert {k: w for k, (w, _) in jsl.parse_loss_spec("ce+dice").items()} == {
+        "ce": 1.0,
+        "dice": 1.0,
+    }
+    assert jsl.parse_loss_spec("log_iou")["log_iou"][1].keywords == {"log": True}
+    builtins = {"ce", "focal", "dice", "log_dice", "iou", "log_iou", "tversky", "gdl", "lovasz"}
+    assert builtins | {"lovasz_hinge"} <= set(jsl.registered_losses())
+    assert builtins <= set(jsl.registered_losses())
+
+
+def test_spec_string_equals_mapping():
+    logits, labels, _ = make_data(11)
+
+    @jax.jit
+    def both(x, y):
+        a = jsl.combine("ce:1,log_iou:0.5", ignore_index=255)(x, y)
+        b = jsl.combine({"ce": 1.0, "log_iou": 0.5}, ignore_index=255)(x, y)
+        c = jsl.combine(
+            {
+                "ce": (1.0, jsl.cross_entropy_loss),
+                "log_iou": (0.5, functools.partial(jsl.iou_loss, log=True)),
+            },
+            ignore_index=255,
+        )(x, y)
+        return a, b, c
+
+    a, b, c = both(logits, labels)
+    assert_close(a[0], b[0])
+    assert_close(a[0], c[0])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("ce+cross", r"Unknown loss 'cross'; registered losses are: .*ce.*dice"),
+        ("ce:x", r"Weight 'x' of term 'ce' in 'ce:x' is not a number"),
+        ("ce:inf", r"Weight of term 'ce' in 'ce:inf' must be finite"),
+        ("ce+ce:2", r"Loss 'ce' appears twice"),
+        ("", r"Empty loss specification"),
+        ("ce++dice", r"Empty term in loss specification"),
+    ],
+)
+def test_parse_loss_spec_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        jsl.parse_loss_spec(spec)
+
+
+@pytest.fixture
+def scratch_registry():
+    before = dict(compose._REGISTRY)
+    yield
+    compose._REGISTRY.clear()
+    compose._REGISTRY.update(before)
+
+
+@pytest.mark.usefixtures("scratch_registry")
+def test_register_loss():
+    def half_ce(logits, labels, **options):
+        return 0.5 * jsl.cross_entropy_loss(logits, labels, **options)
+
+    assert jsl.register_loss("half_ce", half_ce) is half_ce
+    assert jsl.get_loss("half_ce") is half_ce
+    with pytest.raises(ValueError, match="already registered"):
+        jsl.register_loss("half_ce", half_ce)
+    jsl.register_loss("half_ce", jsl.cross_entropy_loss, overwrite=True)
+    assert jsl.get_loss("half_ce") is jsl.cross_entropy_loss
+    # A term that reads probabilities gets the shared softmax.
+    soft_dice = functools.partial(jsl.dice_loss, smooth=1e-5)
+    jsl.register_loss("soft_dice", soft_dice, takes="probabilities")
+    logits, labels, _ = make_data(12)
+    _, parts = jax.jit(jsl.combine("soft_dice", ignore_index=255))(logits, labels)
+    assert_close(parts["soft_dice"], soft_dice(logits, labels, ignore_index=255))
+    for bad in ("Dice", "two words", "", 3):
+        with pytest.raises(ValueError, match="lowercase identifier"):
+            jsl.register_loss(bad, half_ce)
+    with pytest.raises(TypeError, match="`fn` must be callable"):
+        jsl.register_loss("nothing", None)
+    with pytest.raises(ValueError, match="`takes` must be one of"):
+        jsl.register_loss("other", half_ce, takes="log_probabilities")
+
+
+def test_combine_errors():
+    with pytest.raises(ValueError, match=r"Term 'ce' binds class_axis itself"):
+        jsl.combine({"ce": (1.0, functools.partial(jsl.cross_entropy_loss, class_axis=1))})
+    with pytest.raises(ValueError, match=r"binds ignore_index, mask itself"):
+        jsl.combine({"dice": functools.partial(jsl.dice_loss, mask=None, ignore_index=0)})
+    with pytest.raises(TypeError, match="must be a non-empty mapping"):
+        jsl.combine({})
+    with pytest.raises(TypeError, match=r"Term 'ce' must be a weight"):
+        jsl.combine({"ce": "heavy"})
+    with pytest.raises(TypeError, match="The weight of term 'ce' must be a number"):
+        jsl.combine({"ce": ("1", jsl.cross_entropy_loss)})
+    with pytest.raises(ValueError, match="Unknown loss 'bce'"):
+        jsl.combine({"bce": 1.0})
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        jsl.combine("ce", activation="relu")
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        jsl.combine("ce", reduction="batch")
+    logits, labels, _ = make_data(13)
+    with pytest.raises(ValueError, match="needs at least 2 classes"):
+        jsl.combine("ce+dice")(logits[..., :1], labels % 2)
+    with pytest.raises(ValueError, match="`class_axis`=5 is out of range"):
+        jsl.combine("ce+dice", class_axis=5)(logits, labels)
