@@ -8,8 +8,9 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 ``ignore_index``; computation in float32 or wider.
 """
 
-from jaxseg_losses import metrics, per_sample
+from jaxseg_losses import accumulate, metrics, per_sample
 from jaxseg_losses._checks import checked
+from jaxseg_losses.accumulate import AdditiveLoss, additive_loss
 from jaxseg_losses.compose import (
     combine,
     dice_ce_loss,
@@ -34,7 +35,10 @@ from jaxseg_losses.stats import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdditiveLoss",
     "OverlapStats",
+    "accumulate",
+    "additive_loss",
     "checked",
     "combine",
     "cross_entropy_loss",
