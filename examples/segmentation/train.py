@@ -1,0 +1,342 @@
+"""Training and evaluation for the segmentation example, as importable functions.
+
+``main.py`` is the command line; a test or a notebook calls :func:`train` directly. The loss is
+built with the library's combinator from a spec string such as ``"ce+dice"`` or
+``"ce:1,iou:0.5"``, so every term's value is logged next to the total.
+
+The recipe (Flax NNX): ``nnx.Optimizer(model, optax.adamw(schedule), wrt=nnx.Param)``, an
+``@nnx.jit`` train step with ``nnx.value_and_grad(loss_fn, has_aux=True)``, and an evaluation
+step that accumulates a confusion matrix, from which per-class IoU and Dice are read at the end.
+"""
+
+import dataclasses
+import functools
+import inspect
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import data
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import parallel
+from flax import nnx
+from models import UNet
+from tqdm.auto import tqdm
+
+import jaxseg_losses as jsl
+
+DATASETS = ("digits", "shapes", "folder")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved next to its results."""
+
+    dataset: str = "digits"
+    loss: str = "ce+dice"
+    steps: int = 800
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    seed: int = 0
+    bf16: bool = False
+    features: tuple[int, ...] = (16, 32, 64)
+    num_train: int = 2000
+    num_val: int = 256
+    eval_every: int = 100
+    foreground_fraction: float = 0.01
+    data_root: str | None = None
+    image_size: int = 64
+    data_parallel: bool = False
+    batch_dice: bool = False
+
+
+@dataclasses.dataclass
+class Datasets:
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_images.shape[-1]
+
+
+def make_datasets(config: TrainConfig) -> Datasets:
+    """Builds the train and validation splits named by ``config.dataset``."""
+    if config.dataset == "digits":
+        train = data.make_digits_dataset(config.num_train, split="train", seed=config.seed)
+        val = data.make_digits_dataset(config.num_val, split="val", seed=config.seed + 1)
+        names = data.DIGITS_CLASS_NAMES
+    elif config.dataset == "shapes":
+        options = dict(size=config.image_size, foreground_fraction=config.foreground_fraction)
+        train = data.make_shapes_dataset(
+            config.num_train, split="train", seed=config.seed, **options
+        )
+        val = data.make_shapes_dataset(config.num_val, split="val", seed=config.seed, **options)
+        names = data.shapes_class_names()
+    elif config.dataset == "folder":
+        if config.data_root is None:
+            raise ValueError("--dataset folder needs --data-root pointing at images/ and masks/.")
+        images, labels = data.load_folder_dataset(config.data_root, size=config.image_size)
+        valid = labels[labels != data.IGNORE_INDEX]
+        num_classes = int(valid.max()) + 1 if valid.size else 1
+        names = tuple(str(c) for c in range(max(num_classes, 2)))
+        split = max(1, len(images) // 5)
+        train, val = (images[split:], labels[split:]), (images[:split], labels[:split])
+    else:
+        raise ValueError(f"Unknown dataset {config.dataset!r}; expected one of {DATASETS}.")
+    return Datasets(*train, *val, class_names=tuple(names))
+
+
+def make_loss_fn(config: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+    """The combined loss ``(logits, labels) -> (total, parts)`` for ``config.loss``.
+
+    With ``batch_dice`` the region terms pool the batch (nnU-Net's batch Dice), which stays
+    exact when the batch is sharded over devices.
+    """
+    terms = jsl.parse_loss_spec(config.loss)
+    if config.batch_dice:
+        terms = {name: (weight, _batch_aggregated(fn)) for name, (weight, fn) in terms.items()}
+    return jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
+
+
+def _batch_aggregated(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    if "aggregate" in inspect.signature(fn).parameters:
+        return functools.partial(fn, aggregate="batch")
+    return fn
+
+
+def create_model(config: TrainConfig, datasets: Datasets) -> UNet:
+    """The U-Net, with bf16 compute and float32 parameters when ``config.bf16``."""
+    return UNet(
+        datasets.in_channels,
+        datasets.num_classes,
+        features=config.features,
+        dtype=jnp.bfloat16 if config.bf16 else jnp.float32,
+        rngs=nnx.Rngs(config.seed),
+    )
+
+
+def create_optimizer(config: TrainConfig, model: UNet) -> nnx.Optimizer:
+    """AdamW with linear warm-up and cosine decay over the run."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.lr,
+        warmup_steps=min(config.warmup_steps, max(config.steps - 1, 1)),
+        decay_steps=max(config.steps, 2),
+        end_value=config.lr * 0.01,
+    )
+    tx = optax.adamw(schedule, weight_decay=config.weight_decay)
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+@functools.partial(nnx.jit, static_argnames="loss_fn")
+def train_step(
+    model: UNet, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array, loss_fn: Any
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """One optimisation step; returns the total loss and each term's value."""
+
+    def compute_loss(model: UNet) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return loss_fn(model(images), labels)
+
+    (total, parts), grads = nnx.value_and_grad(compute_loss, has_aux=True)(model)
+    optimizer.update(model, grads)
+    return total, parts
+
+
+@nnx.jit
+def eval_step(
+    model: UNet, accumulator: jsl.metrics.ConfusionMatrixAccumulator, images, labels
+) -> jsl.metrics.ConfusionMatrixAccumulator:
+    """Adds one batch's confusion matrix to ``accumulator``."""
+    return accumulator.update(model(images), labels, ignore_index=data.IGNORE_INDEX)
+
+
+def evaluate(
+    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode)."""
+    model.eval()
+    accumulator = jsl.metrics.ConfusionMatrixAccumulator.empty(num_classes)
+    for batch_images, batch_labels in data.iterate_batches(
+        images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
+    ):
+        accumulator = eval_step(model, accumulator, batch_images, batch_labels)
+    model.train()
+    return {name: np.asarray(value) for name, value in accumulator.compute().items()}
+
+
+def predict(model: UNet, images: np.ndarray) -> np.ndarray:
+    """Arg-max class of each pixel, ``[N, H, W]``."""
+    model.eval()
+    predictions = np.asarray(jnp.argmax(nnx.jit(lambda m, x: m(x))(model, images), axis=-1))
+    model.train()
+    return predictions
+
+
+@dataclasses.dataclass
+class History:
+    steps: list[int] = dataclasses.field(default_factory=list)
+    losses: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    eval_steps: list[int] = dataclasses.field(default_factory=list)
+    val_miou: list[float] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Result:
+    config: TrainConfig
+    model: UNet
+    datasets: Datasets
+    history: History
+    metrics: dict[str, np.ndarray]
+    wall_time_s: float
+
+
+def train(config: TrainConfig, *, progress: bool = True, log_every: int = 10) -> Result:
+    """Trains the U-Net with ``config`` and evaluates it on the validation split.
+
+    Args:
+      config: the run's settings.
+      progress: show a tqdm bar with the current loss and the last validation mIoU.
+      log_every: record the loss terms every this many steps (each record syncs the device).
+
+    Returns:
+      A :class:`Result` with the trained model, the loss/mIoU history and the final validation
+      metrics (``iou``, ``dice``, ``mean_iou``, ...).
+    """
+    start = time.perf_counter()
+    datasets = make_datasets(config)
+    model = create_model(config, datasets)
+    optimizer = create_optimizer(config, model)
+    loss_fn = make_loss_fn(config)
+    place = lambda batch: batch  # noqa: E731 (single device: the step takes NumPy arrays)
+    if config.data_parallel:
+        mesh = parallel.data_mesh()
+        parallel.replicate_state(mesh, model, optimizer)
+        place = functools.partial(parallel.shard_batch, mesh)
+    batches = data.iterate_batches(
+        datasets.train_images, datasets.train_labels, config.batch_size, seed=config.seed
+    )
+    history = History()
+    bar = tqdm(range(1, config.steps + 1), disable=not progress, desc="train", unit="step")
+    miou = float("nan")
+    for step in bar:
+        images, labels = place(next(batches))
+        total, parts = train_step(model, optimizer, images, labels, loss_fn)
+        if step % log_every == 0 or step == config.steps:
+            history.steps.append(step)
+            for name, value in {"total": total, **parts}.items():
+                history.losses.setdefault(name, []).append(float(value))
+            bar.set_postfix(loss=f"{float(total):.4f}", val_miou=f"{miou:.3f}")
+        if step % config.eval_every == 0 or step == config.steps:
+            metrics = evaluate(
+                model, datasets.val_images, datasets.val_labels, datasets.num_classes, 64
+            )
+            miou = float(metrics["mean_iou"])
+            history.eval_steps.append(step)
+            history.val_miou.append(miou)
+            bar.set_postfix(loss=f"{float(total):.4f}", val_miou=f"{miou:.3f}")
+    metrics = evaluate(model, datasets.val_images, datasets.val_labels, datasets.num_classes, 64)
+    return Result(config, model, datasets, history, metrics, time.perf_counter() - start)
+
+
+def metrics_table(result: Result) -> str:
+    """A per-class IoU / Dice table (markdown) of the final validation metrics."""
+    lines = ["| class | IoU | Dice |", "| --- | --- | --- |"]
+    for name, iou, dice in zip(
+        result.datasets.class_names, result.metrics["iou"], result.metrics["dice"], strict=True
+    ):
+        lines.append(f"| {name} | {iou:.3f} | {dice:.3f} |")
+    mean_iou, mean_dice = result.metrics["mean_iou"], result.metrics["mean_dice"]
+    lines.append(f"| **mean** | **{mean_iou:.3f}** | **{mean_dice:.3f}** |")
+    return "\n".join(lines)
+
+
+def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> dict[str, Path]:
+    """Writes the training curves, a prediction grid and a JSON summary under ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    history = result.history
+
+    figure, (loss_axes, miou_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, values in history.losses.items():
+        loss_axes.plot(history.steps, values, label=name, linewidth=2 if name == "total" else 1)
+    loss_axes.set(xlabel="step", ylabel="loss", title=f"training loss ({result.config.loss})")
+    loss_axes.legend()
+    miou_axes.plot(history.eval_steps, history.val_miou, marker="o")
+    miou_axes.set(xlabel="step", ylabel="mean IoU", title="validation mIoU", ylim=(0, 1))
+    figure.tight_layout()
+    curves = out / "training_curves.png"
+    figure.savefig(curves, dpi=100)
+    plt.close(figure)
+
+    images = result.datasets.val_images[:num_examples]
+    truth = result.datasets.val_labels[:num_examples]
+    predictions = predict(result.model, images)
+    figure, axes = plt.subplots(3, num_examples, figsize=(2 * num_examples, 6), squeeze=False)
+    colour_limits = dict(vmin=0, vmax=result.datasets.num_classes - 1, cmap="tab20")
+    for column in range(num_examples):
+        axes[0, column].imshow(images[column].squeeze(), cmap="gray")
+        axes[1, column].imshow(
+            np.where(truth[column] == data.IGNORE_INDEX, 0, truth[column]), **colour_limits
+        )
+        axes[2, column].imshow(predictions[column], **colour_limits)
+    for row, title in enumerate(("input", "ground truth", "prediction")):
+        axes[row, 0].set_ylabel(title)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    grid = out / "predictions.png"
+    figure.savefig(grid, dpi=100)
+    plt.close(figure)
+
+    summary = out / "summary.json"
+    summary.write_text(json.dumps(summary_dict(result), indent=2))
+    return {"curves": curves, "predictions": grid, "summary": summary}
+
+
+def summary_dict(result: Result) -> dict[str, Any]:
+    """The final metrics and settings of a run, JSON-ready."""
+    metrics = result.metrics
+    return {
+        "config": dataclasses.asdict(result.config),
+        "wall_time_s": round(result.wall_time_s, 1),
+        "devices": [str(device) for device in jax.devices()],
+        "mean_iou": float(metrics["mean_iou"]),
+        "mean_dice": float(metrics["mean_dice"]),
+        "pixel_accuracy": float(metrics["pixel_accuracy"]),
+        "per_class": {
+            name: {"iou": _finite_or_none(iou), "dice": _finite_or_none(dice)}
+            for name, iou, dice in zip(
+                result.datasets.class_names, metrics["iou"], metrics["dice"], strict=True
+            )
+        },
+        "final_losses": {name: values[-1] for name, values in result.history.losses.items()},
+        "val_miou_history": dict(
+            zip(result.history.eval_steps, result.history.val_miou, strict=True)
+        ),
+    }
+
+
+def _finite_or_none(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
