@@ -28,7 +28,7 @@ from jaxseg_losses.stats import (
     iou_from_stats,
     safe_ratio,
     score_to_loss,
-    stats_from_prepared,
+    stats_from_canonical,
     tversky_from_stats,
 )
 
@@ -91,7 +91,7 @@ def _region_loss(
 ) -> jax.Array:
     """Statistics -> per-sample loss -> batch reduction, the pipeline of every region loss."""
     _reduce.check_reduction_for_aggregate(reduction, aggregate)
-    inputs = _inputs.prepare(
+    inputs = _inputs.canonicalize(
         logits,
         labels,
         activation=activation,
@@ -99,8 +99,7 @@ def _region_loss(
         ignore_index=ignore_index,
         mask=mask,
     )
-    stats = stats_from_prepared(inputs, soft_targets=inputs.labels is None)
-    stats = aggregate_stats(stats, aggregate, axis_name)
+    stats = aggregate_stats(stats_from_canonical(inputs), aggregate, axis_name)
     per_sample = per_sample_loss(stats)
     # Batch-pooled statistics were already summed over devices: the single value is global.
     device_axis = axis_name if aggregate == "sample" else None

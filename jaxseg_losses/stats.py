@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _inputs
+from jaxseg_losses import _checks, _fused, _inputs
 
 
 @jax.tree_util.register_dataclass
@@ -50,11 +50,43 @@ class OverlapStats:
         return jax.tree.map(lambda x: jnp.sum(x, axis=0, keepdims=True), self)
 
 
+def stats_from_canonical(inputs: _inputs.Canonical) -> OverlapStats:
+    """Per-sample statistics ``[B, C]`` from canonical inputs.
+
+    Integer labels go through the fused kernel (:func:`jaxseg_losses._fused.label_overlap_sums`):
+    no one-hot array, and a backward pass that recomputes the probabilities in the loop that
+    writes the gradient. Dense targets use the L1 intersection.
+    """
+    if inputs.labels is not None:
+        tp, pred_sum, target_sum = _fused.label_overlap_sums(
+            inputs.logits, inputs.labels, inputs.weights, activation=inputs.activation
+        )
+        return _from_sums(tp, pred_sum, target_sum)
+    assert inputs.targets is not None
+    return _dense_stats(inputs.logits, inputs.targets, inputs.weights, inputs.activation, True)
+
+
 def stats_from_prepared(inputs: _inputs.Prepared, *, soft_targets: bool) -> OverlapStats:
-    """Per-sample statistics ``[B, C]`` from canonical inputs."""
-    probs = _inputs.probabilities(inputs.logits, inputs.activation)
-    weights = inputs.weights[..., None]
-    targets = inputs.targets
+    """Per-sample statistics ``[B, C]`` from prepared inputs (see :func:`stats_from_canonical`)."""
+    if inputs.labels is not None and not soft_targets:
+        tp, pred_sum, target_sum = _fused.label_overlap_sums(
+            inputs.logits, inputs.labels, inputs.weights, activation=inputs.activation
+        )
+        return _from_sums(tp, pred_sum, target_sum)
+    return _dense_stats(
+        inputs.logits, inputs.targets, inputs.weights, inputs.activation, soft_targets
+    )
+
+
+def _dense_stats(
+    logits: jax.Array,
+    targets: jax.Array,
+    pixel_weights: jax.Array,
+    activation: str | None,
+    soft_targets: bool,
+) -> OverlapStats:
+    probs = _inputs.probabilities(logits, activation)
+    weights = pixel_weights[..., None]
     pred_sum = jnp.sum(weights * probs, axis=1)
     target_sum = jnp.sum(weights * targets, axis=1)
     if soft_targets:
@@ -63,6 +95,10 @@ def stats_from_prepared(inputs: _inputs.Prepared, *, soft_targets: bool) -> Over
         tp = jnp.sum(weights * jnp.minimum(probs, targets), axis=1)
     else:
         tp = jnp.sum(weights * probs * targets, axis=1)
+    return _from_sums(tp, pred_sum, target_sum)
+
+
+def _from_sums(tp: jax.Array, pred_sum: jax.Array, target_sum: jax.Array) -> OverlapStats:
     # Rounding can leave FP or FN a hair below zero when a class is predicted perfectly.
     return OverlapStats(
         tp=tp, fp=jnp.maximum(pred_sum - tp, 0.0), fn=jnp.maximum(target_sum - tp, 0.0)
@@ -127,7 +163,7 @@ def overlap_stats(
       ...     print(stats.tp, stats.fp, stats.fn)
       [[0.9 1.2]] [[0.8 0.1]] [[0.1 0.8]]
     """
-    inputs = _inputs.prepare(
+    inputs = _inputs.canonicalize(
         logits,
         labels,
         activation=activation,
@@ -135,8 +171,7 @@ def overlap_stats(
         ignore_index=ignore_index,
         mask=mask,
     )
-    stats = stats_from_prepared(inputs, soft_targets=inputs.labels is None)
-    return aggregate_stats(stats, aggregate, axis_name)
+    return aggregate_stats(stats_from_canonical(inputs), aggregate, axis_name)
 
 
 # ----------------------------------------------------------------------------------------------
