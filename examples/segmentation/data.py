@@ -37,7 +37,7 @@ __all__ = [
 DIGITS_NUM_CLASSES = 11
 """Background plus the ten digits: label ``d + 1`` marks the pixels of digit ``d``."""
 
-DIGITS_CLASS_NAMES = ("background",) + tuple(str(d) for d in range(10))
+DIGITS_CLASS_NAMES = ("background", *(str(d) for d in range(10)))
 
 SHAPE_NAMES = ("disk", "square", "triangle")
 """Foreground classes of the shapes data, in label order (label 1 is a disk)."""
@@ -106,7 +106,9 @@ def _upscale(image: np.ndarray, side: int) -> np.ndarray:
     return resized / max(float(resized.max()), 1e-6)
 
 
-def _overlap_ok(box: tuple[int, int, int], placed: list[tuple[int, int, int]], limit: float):
+def _overlap_ok(
+    box: tuple[int, int, int], placed: list[tuple[int, int, int]], limit: float
+) -> bool:
     """Whether square ``box = (top, left, side)`` covers at most ``limit`` of any placed box."""
     top, left, side = box
     for other_top, other_left, other_side in placed:
@@ -136,7 +138,7 @@ def make_digits_dataset(
     (real 8x8 scans, no download), each bilinearly upscaled to a random side in ``scale_range``
     and pasted at a random position. A digit's pixels are those whose upscaled intensity exceeds
     ``threshold`` of its maximum; they get label ``digit + 1``, everything else is background 0
-    (11 classes, about 85% background). Positions are redrawn until a digit's box covers at most
+    (11 classes, about 90% background). Positions are redrawn until a digit's box covers at most
     ``max_overlap`` of any earlier box (a digit with no room after 20 tries is left out); where
     digits still touch, the later one overwrites the earlier. Gaussian noise is added last.
 
@@ -162,7 +164,9 @@ def make_digits_dataset(
     if num_images < 1 or max_digits < 1:
         raise ValueError(f"num_images and max_digits must be >= 1, got {num_images}, {max_digits}")
     if not 1 <= low <= high <= size:
-        raise ValueError(f"scale_range must satisfy 1 <= min <= max <= size={size}, got {low, high}")
+        raise ValueError(
+            f"scale_range must satisfy 1 <= min <= max <= size={size}, got {low, high}"
+        )
     rng = np.random.default_rng((seed, _split_id(split)))
     scans, targets = _load_digits()
     pool = digits_split_indices(split)
@@ -206,7 +210,7 @@ def shapes_class_names(num_classes: int = 3) -> tuple[str, ...]:
             f"num_classes must be in [2, {len(SHAPE_NAMES) + 1}] (background + {SHAPE_NAMES}), "
             f"got {num_classes}"
         )
-    return ("background",) + SHAPE_NAMES[: num_classes - 1]
+    return ("background", *SHAPE_NAMES[: num_classes - 1])
 
 
 def _shape_reach(kind: str, area: float) -> float:
@@ -296,7 +300,9 @@ def make_shapes_dataset(
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
     if num_images < 1 or max_objects < 1:
-        raise ValueError(f"num_images and max_objects must be >= 1, got {num_images}, {max_objects}")
+        raise ValueError(
+            f"num_images and max_objects must be >= 1, got {num_images}, {max_objects}"
+        )
     rng = np.random.default_rng((seed, _split_id(split), 1))
     # Largest shape whose farthest pixel (a triangle's corner) stays a pixel inside the canvas.
     max_area = (size / 2 - 2) ** 2
@@ -329,12 +335,12 @@ def make_shapes_dataset(
 
 
 def _mask_values(path: Path) -> np.ndarray:
-    """Class indices ``[H, W]`` of a palette or grayscale mask PNG (never colour-converted)."""
+    """Class indices ``[H, W]`` of a palette, grayscale or 1-bit mask PNG (never converted)."""
     with Image.open(path) as mask:
-        if mask.mode not in ("P", "L", "I", "I;16"):
+        if mask.mode not in ("P", "L", "1", "I", "I;16"):
             raise ValueError(
-                f"{path}: mask has mode {mask.mode!r}; expected a palette ('P') or grayscale "
-                "('L') PNG whose pixel values are class indices, not colours"
+                f"{path}: mask has mode {mask.mode!r}; expected a palette ('P'), grayscale ('L') "
+                "or 1-bit ('1') PNG whose pixel values are class indices, not colours"
             )
         return np.asarray(mask).astype(np.int64)
 
@@ -356,8 +362,8 @@ def load_folder_dataset(
     Expected layout (names matched by stem, sorted by name)::
 
         root/images/NAME.png    (or .jpg/.jpeg; any colour mode, converted to ``channels``)
-        root/masks/NAME.png     (same width and height; palette 'P' or grayscale 'L' PNG whose
-                                 pixel values are class indices 0..num_classes-1)
+        root/masks/NAME.png     (same width and height; palette 'P', grayscale 'L' or 1-bit PNG
+                                 whose pixel values are class indices 0..num_classes-1)
 
     Hidden files (such as macOS ``._NAME.png``) and masks without an image are skipped. For
     Oxford-IIIT Pets, pass ``images_dir="images", masks_dir="annotations/trimaps",
@@ -484,7 +490,9 @@ def iterate_batches(
     if len(labels) != count:
         raise ValueError(f"images and labels differ in length: {count} vs {len(labels)}")
     if batch_size < 1 or (drop_remainder and batch_size > count):
-        raise ValueError(f"batch_size must be in [1, {count}] with drop_remainder, got {batch_size}")
+        raise ValueError(
+            f"batch_size must be in [1, {count}] with drop_remainder, got {batch_size}"
+        )
     rng = np.random.default_rng(seed)
     epoch = 0
     while num_epochs is None or epoch < num_epochs:
