@@ -54,8 +54,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
     )
     parser.add_argument(
         "--batch-dice",
-        action="store_true",
-        help="region terms pool the batch (aggregate='batch'), exact under data parallelism",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.batch_dice,
+        help="region terms pool the batch (aggregate='batch', exact under data parallelism); "
+        "--no-batch-dice computes them per image",
     )
     parser.add_argument("--out", default="outputs", help="folder for plots and summary.json")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

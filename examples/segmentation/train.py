@@ -43,18 +43,20 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    warmup_steps: int = 50
+    warmup_steps: int = 100
     seed: int = 0
     bf16: bool = False
     features: tuple[int, ...] = (16, 32, 64)
-    num_train: int = 2000
+    num_train: int = 4000
     num_val: int = 256
     eval_every: int = 100
     foreground_fraction: float = 0.01
     data_root: str | None = None
     image_size: int = 64
     data_parallel: bool = False
-    batch_dice: bool = False
+    # Region terms pool the batch (nnU-Net's batch Dice). Per-image Dice/IoU averaged over 11
+    # classes, most absent from any one image, stayed at mIoU <= 0.10 for 1500 steps on digits.
+    batch_dice: bool = True
 
 
 @dataclasses.dataclass
@@ -179,10 +181,15 @@ def evaluate(
     return {name: np.asarray(value) for name, value in accumulator.compute().items()}
 
 
+@nnx.jit
+def _predicted_classes(model: UNet, images: jax.Array) -> jax.Array:
+    return jnp.argmax(model(images), axis=-1)
+
+
 def predict(model: UNet, images: np.ndarray) -> np.ndarray:
     """Arg-max class of each pixel, ``[N, H, W]``."""
     model.eval()
-    predictions = np.asarray(jnp.argmax(nnx.jit(lambda m, x: m(x))(model, images), axis=-1))
+    predictions = np.asarray(_predicted_classes(model, images))
     model.train()
     return predictions
 
@@ -205,23 +212,38 @@ class Result:
     wall_time_s: float
 
 
-def train(config: TrainConfig, *, progress: bool = True, log_every: int = 10) -> Result:
+def train(
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    log_every: int = 10,
+    loss_fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]] | None = None,
+    datasets: Datasets | None = None,
+) -> Result:
     """Trains the U-Net with ``config`` and evaluates it on the validation split.
 
     Args:
       config: the run's settings.
       progress: show a tqdm bar with the current loss and the last validation mIoU.
       log_every: record the loss terms every this many steps (each record syncs the device).
+      loss_fn: a prebuilt ``(logits, labels) -> (total, parts)`` loss (e.g. ``jsl.combine`` of
+        terms with their own options, such as class weights) used instead of ``config.loss``,
+        which then only labels the plots. Reuse one object across runs: it is a static argument
+        of the jitted train step, so a new object compiles the step again.
+      datasets: prebuilt splits, instead of building them from ``config`` (they must be the
+        ones ``config`` describes, or the saved settings are wrong).
 
     Returns:
       A :class:`Result` with the trained model, the loss/mIoU history and the final validation
       metrics (``iou``, ``dice``, ``mean_iou``, ...).
     """
     start = time.perf_counter()
-    datasets = make_datasets(config)
+    if datasets is None:
+        datasets = make_datasets(config)
     model = create_model(config, datasets)
     optimizer = create_optimizer(config, model)
-    loss_fn = make_loss_fn(config)
+    if loss_fn is None:
+        loss_fn = make_loss_fn(config)
     place = lambda batch: batch  # noqa: E731 (single device: the step takes NumPy arrays)
     if config.data_parallel:
         mesh = parallel.data_mesh()
