@@ -219,7 +219,8 @@ def _overlap_tangent(
     w = weights.astype(x.dtype)
     lse, x_label = residuals
     shape = (batch, num_classes)
-    d_tp = d_pred = d_target = jnp.zeros(shape, x.dtype)
+    # zeros_like keeps the type of x: varying over a shard_map axis, as the tangents must be.
+    d_tp = d_pred = d_target = jnp.zeros_like(x, shape=shape)
     if num_classes == 1:
         probs = jax.nn.sigmoid(x) if activation == "sigmoid" else x
         hit = (labels == 1)[..., None]
