@@ -310,6 +310,7 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     figure.savefig(curves, dpi=100)
     plt.close(figure)
 
+    num_examples = min(num_examples, len(result.datasets.val_images))
     images = result.datasets.val_images[:num_examples]
     truth = result.datasets.val_labels[:num_examples]
     predictions = predict(result.model, images)
