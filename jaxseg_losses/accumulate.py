@@ -348,13 +348,15 @@ def _batch_size(name: str, tree: Any) -> int:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         raise ValueError(f"`{name}` holds no arrays; expected arrays with a leading batch axis.")
-    sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
-    if len(sizes) != 1 or None in sizes:
+    # -1 marks a scalar, which has no batch axis.
+    sizes = {int(jnp.shape(leaf)[0]) if jnp.ndim(leaf) else -1 for leaf in leaves}
+    if len(sizes) != 1 or -1 in sizes:
         shapes = [tuple(jnp.shape(leaf)) for leaf in leaves]
         raise ValueError(
             f"Every array in `{name}` needs the same leading batch axis; got {shapes}."
         )
-    return sizes.pop()
+    (size,) = sizes
+    return size
 
 
 def value_and_grad(
@@ -476,10 +478,15 @@ def value_and_grad(
         inputs_k, labels_k, mask_k = batch_k
         return loss.sums(apply_fn(p, inputs_k), labels_k, mask=mask_k)
 
+    # Under shard_map(check_vma=True) the statistics vary across devices like the data: the
+    # running total is typed so from the start.
+    varying = _vma((params, micro))
+
     # Pass 1: the full-batch statistics, forward only.
     first = jax.tree.map(lambda x: x[0], micro)
     zeros = jax.tree.map(
-        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(micro_sums, params, first)
+        lambda s: _pcast_varying(jnp.zeros(s.shape, s.dtype), varying),
+        jax.eval_shape(micro_sums, params, first),
     )
 
     def add_sums(total: Sums, batch_k: Any) -> tuple[Sums, None]:
@@ -494,8 +501,11 @@ def value_and_grad(
 
     # Pass 2: back-propagate every micro-batch through its own statistics.
     def add_grads(grads: Any, batch_k: Any) -> tuple[Any, None]:
-        _, pullback = jax.vjp(lambda p: micro_sums(p, batch_k), params)
-        (grads_k,) = pullback(cotangent)
+        sums_k, pullback = jax.vjp(lambda p: micro_sums(p, batch_k), params)
+        # The cotangent is the same on every device; it takes the type of the sums it meets.
+        (grads_k,) = pullback(
+            jax.tree.map(lambda c, s: _pcast_varying(c, _vma(s)), cotangent, sums_k)
+        )
         return jax.tree.map(jnp.add, grads, grads_k), None
 
     grads, _ = jax.lax.scan(add_grads, jax.tree.map(jnp.zeros_like, params), micro)
@@ -504,11 +514,31 @@ def value_and_grad(
     return (value, parts), grads
 
 
+def _vma(tree: Any) -> frozenset:
+    """The mapped axes any leaf of ``tree`` varies over (empty outside ``shard_map``)."""
+    axes: set = set()
+    for leaf in jax.tree.leaves(tree):
+        aval = jax.typeof(leaf)
+        # JAX 0.10 types it as `manual_axis_type.varying`; JAX 0.7-0.9 as `vma`.
+        manual = getattr(aval, "manual_axis_type", None)
+        axes |= manual.varying if manual is not None else getattr(aval, "vma", frozenset())
+    return frozenset(axes)
+
+
+def _pcast_varying(x: jax.Array, axes: frozenset) -> jax.Array:
+    """``x`` typed as varying over ``axes`` (a no-op where it already is, or with no axes)."""
+    missing = tuple(sorted(axes - _vma(x)))
+    if not missing:
+        return x
+    if hasattr(jax.lax, "pcast"):
+        return jax.lax.pcast(x, missing, to="varying")
+    return jax.lax.pvary(x, missing)  # pyright: ignore[reportAttributeAccessIssue]  # older JAX
+
+
 def _varies_over(x: Any, axis_name: Any) -> bool:
     """Whether ``x``'s type says it differs across ``axis_name`` (``shard_map(check_vma=True)``)."""
-    vma = getattr(jax.typeof(x), "vma", frozenset())
     names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
-    return any(name in vma for name in names)
+    return any(name in _vma(x) for name in names)
 
 
 def _sum_over_devices(grads: Any, axis_name: Any, labels: Any) -> Any:
