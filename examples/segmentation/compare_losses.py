@@ -7,6 +7,8 @@
 The losses: cross-entropy (CE), weighted CE (class weights from the inverse square root of the
 training labels' class frequencies), focal, Dice, IoU, IoU with ``log=True``, CE + Dice and
 CE + IoU. The data: the rare-foreground shapes (about 1% foreground pixels) and the digits.
+As in the training example, region terms pool the batch's statistics (nnU-Net's batch Dice;
+``--no-batch-dice`` computes them per image).
 
 Every run of one dataset and seed starts from the same weights and sees the same batches (the
 seed fixes both), so the losses are the only difference. Writes under ``--out``:
@@ -70,6 +72,7 @@ class Budget:
     num_train: int = 1000
     num_val: int = 128
     foreground_fraction: float = 0.01
+    batch_dice: bool = True
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -92,14 +95,20 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return (weights / np.sum(frequency * weights)).astype(np.float32)
 
 
-def make_loss(name: str, weights: np.ndarray | None = None) -> Callable[..., Any]:
-    """The combined loss for one of :data:`LOSSES` (``"wce"`` needs ``weights``)."""
+def make_loss(
+    name: str, weights: np.ndarray | None = None, *, batch_dice: bool = True
+) -> Callable[..., Any]:
+    """The combined loss for one of :data:`LOSSES` (``"wce"`` needs ``weights``).
+
+    The spec losses are built as the training example builds them (``train.make_loss_fn``):
+    with ``batch_dice`` the region terms pool the batch's statistics (``aggregate="batch"``).
+    """
     if name == "wce":
         if weights is None:
             raise ValueError("The weighted CE loss needs the class weights.")
         weighted = functools.partial(jsl.cross_entropy_loss, class_weights=jnp.asarray(weights))
         return jsl.combine({"wce": (1.0, weighted)}, ignore_index=data.IGNORE_INDEX)
-    return jsl.combine(name, ignore_index=data.IGNORE_INDEX)
+    return train.make_loss_fn(train.TrainConfig(loss=name, batch_dice=batch_dice))
 
 
 def run_config(dataset: str, loss: str, seed: int, budget: Budget) -> train.TrainConfig:
@@ -118,6 +127,7 @@ def run_config(dataset: str, loss: str, seed: int, budget: Budget) -> train.Trai
         num_val=budget.num_val,
         eval_every=max(1, steps // 4),
         foreground_fraction=budget.foreground_fraction,
+        batch_dice=budget.batch_dice,
     )
 
 
@@ -140,7 +150,9 @@ def run_all(
     runs: list[dict[str, Any]] = []
     # One loss object per spec, shared by every run: the train step is compiled once per loss
     # and dataset instead of once per run (the weighted CE depends on the data, so not that one).
-    shared_losses = {name: make_loss(name) for name in losses if name != "wce"}
+    shared_losses = {
+        name: make_loss(name, batch_dice=budget.batch_dice) for name in losses if name != "wce"
+    }
     for dataset in datasets:
         for seed in seeds:
             config = run_config(dataset, "data", seed, budget)
@@ -267,6 +279,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-train", type=int, default=defaults.num_train)
     parser.add_argument("--num-val", type=int, default=defaults.num_val)
     parser.add_argument("--foreground-fraction", type=float, default=defaults.foreground_fraction)
+    parser.add_argument(
+        "--batch-dice",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.batch_dice,
+        help="region terms pool the batch (the example's default); --no-batch-dice: per image",
+    )
     parser.add_argument("--out", default="outputs/loss_comparison")
     args = parser.parse_args(argv)
     args.datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
@@ -316,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         num_train=args.num_train,
         num_val=args.num_val,
         foreground_fraction=args.foreground_fraction,
+        batch_dice=args.batch_dice,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
