@@ -125,7 +125,11 @@ def main() -> None:
         ("shard_map_no_vma", 8),
         ("pmap", 8),
     ):
-        names = tuple(mapped_losses) if (mode, n) == ("shard_map", 8) else few[:-1]
+        # The others check the transpose of psum: Dice + CE (batch statistics, pixel sums)
+        # and per-sample Dice (sums and counts of samples) stand for every loss.
+        names = (
+            tuple(mapped_losses) if (mode, n) == ("shard_map", 8) else ("dice_ce", "dice_sample")
+        )
         mesh = Mesh(np.asarray(devices[:n]), ("d",))
         if mode == "pmap":
             split = [a.reshape(n, B // n, *a.shape[1:]) for a in (logits, labels, mask)]
