@@ -236,6 +236,9 @@ def _jsl_impls(activation: str) -> list[Impl]:
         if loss is not None:
             add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
     ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
+    dice_ce = getattr(jsl, "dice_ce_loss", None)
+    if dice_ce is not None:
+        add("ce+dice", "jsl.dice_ce_loss (combinator)", lambda x, y: dice_ce(x, y, **common))
     if ce is not None and dice is not None:
         add(
             "ce+dice",

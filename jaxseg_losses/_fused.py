@@ -112,6 +112,37 @@ def _tangent_or_none(t: Any) -> Any:
     return None if isinstance(t, SymbolicZero) else t
 
 
+# How the label's entry of each pixel is picked: "segments" (gather on the primal, scatter in the
+# backward pass, per-class sums as segment sums of [B, P] values) or "select" (compare with an
+# iota inside the reductions and the elementwise gradient). XLA:CPU cannot fuse a select into
+# its reduction kernels and would store a [B, P, C] array for each, while segment sums of
+# B·P values are cheap there; on GPU and TPU the select fuses into the reduction and
+# elementwise kernels for free, while a segment sum is a scatter whose few (B·C) targets are
+# hit by atomics from every pixel. None chooses by the default backend at trace time.
+STRATEGY: str | None = None
+
+
+def strategy() -> str:
+    """``"segments"`` on CPU, ``"select"`` elsewhere, unless :data:`STRATEGY` fixes one."""
+    if STRATEGY is not None:
+        return STRATEGY
+    return "segments" if jax.default_backend() == "cpu" else "select"
+
+
+def label_hits(labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[B, P, C]`` booleans ``labels == c`` from a comparison with an iota (never stored on
+    backends that fuse it); a label outside ``[0, C)`` hits no class."""
+    classes = jax.lax.broadcasted_iota(jnp.int32, (*labels.shape, num_classes), labels.ndim)
+    return labels[..., None] == classes
+
+
+def select_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[b, i, labels[b, i]]`` as ``[B, P, 1]`` by select and sum (0 out of range); its
+    transpose is a select, fused into the elementwise gradient."""
+    hits = label_hits(labels, x.shape[-1])
+    return jnp.sum(jnp.where(hits, x, jnp.zeros((), x.dtype)), axis=-1, keepdims=True)
+
+
 # ----------------------------------------------------------------------------------------------
 # Overlap sums for integer labels.
 
@@ -167,19 +198,28 @@ def _overlap_primal(
         tp = jnp.sum(jnp.where(hit, weighted, zero), axis=1)
         target_sum = jnp.sum(jnp.where(hit, w[..., None], zero), axis=1)
         return (tp, jnp.sum(weighted, axis=1), target_sum), (None, None)
+    lse = softmax_lse(logits) if activation == "softmax" else None
+    if activation == "softmax":
+        probs = jnp.exp(x - lse)
+    elif activation == "sigmoid":
+        probs = jax.nn.sigmoid(x)
+    else:
+        probs = x
+    weighted = w[..., None] * probs
+    pred_sum = jnp.sum(weighted, axis=1)
+    if strategy() == "select":
+        hits = label_hits(labels, num_classes)
+        zero = jnp.zeros((), x.dtype)
+        tp = jnp.sum(jnp.where(hits, weighted, zero), axis=1)
+        target_sum = jnp.sum(jnp.where(hits, w[..., None], zero), axis=1)
+        return (tp, pred_sum, target_sum), (lse, None)
     safe, valid, ids = label_segments(labels, num_classes)
     x_label = upcast(gather_labels(logits, safe))
     if activation == "softmax":
-        lse = softmax_lse(logits)
-        pred_sum = jnp.sum(w[..., None] * jnp.exp(x - lse), axis=1)
         p_label = jnp.exp(x_label - lse)[..., 0]
     elif activation == "sigmoid":
-        lse = None
-        pred_sum = jnp.sum(w[..., None] * jax.nn.sigmoid(x), axis=1)
         p_label = jax.nn.sigmoid(x_label)[..., 0]
     else:
-        lse = None
-        pred_sum = jnp.sum(w[..., None] * x, axis=1)
         p_label = x_label[..., 0]
     label_weight = jnp.where(valid, w, 0.0)
     tp = class_sums(label_weight * p_label, ids, batch, num_classes)
@@ -238,30 +278,58 @@ def _overlap_tangent(
             d_target = d_target + jnp.sum(jnp.where(hit, dw, zero), axis=1)
         return d_tp, d_pred, d_target
 
+    if activation == "softmax":
+        probs = jnp.exp(x - lse)
+    elif activation == "sigmoid":
+        probs = jax.nn.sigmoid(x)
+    else:
+        probs = x
+    dp = r = None
+    if dlogits is not None:
+        dx = dlogits.astype(x.dtype)
+        if activation == "softmax":
+            r = jnp.sum(probs * dx, axis=-1, keepdims=True)
+            dp = probs * (dx - r)
+        elif activation == "sigmoid":
+            dp = probs * (1.0 - probs) * dx
+        else:
+            dp = dx
+        d_pred = d_pred + jnp.sum(w[..., None] * dp, axis=1)
+    dw = None if dweights is None else dweights.astype(x.dtype)
+    if dw is not None:
+        d_pred = d_pred + jnp.sum(dw[..., None] * probs, axis=1)
+
+    if strategy() == "select":
+        hits = label_hits(labels, num_classes)
+        zero = jnp.zeros((), x.dtype)
+        if dp is not None:
+            d_tp = d_tp + jnp.sum(jnp.where(hits, w[..., None] * dp, zero), axis=1)
+        if dw is not None:
+            d_tp = d_tp + jnp.sum(jnp.where(hits, dw[..., None] * probs, zero), axis=1)
+            d_target = d_target + jnp.sum(jnp.where(hits, dw[..., None], zero), axis=1)
+        return d_tp, d_pred, d_target
+
+    # Segments: the label's entry per pixel, [B, P], then a segment sum per class.
     safe, valid, ids = label_segments(labels, num_classes)
     label_weight = jnp.where(valid, w, 0.0)
     if activation == "softmax":
-        probs = jnp.exp(x - lse)
         p_label = jnp.exp(x_label - lse)
     elif activation == "sigmoid":
-        probs, p_label = jax.nn.sigmoid(x), jax.nn.sigmoid(x_label)
+        p_label = jax.nn.sigmoid(x_label)
     else:
-        probs, p_label = x, x_label
+        p_label = x_label
     if dlogits is not None:
         dx = dlogits.astype(x.dtype)
         dx_label = tangent_at_labels(dx, safe)
         if activation == "softmax":
-            r = jnp.sum(probs * dx, axis=-1, keepdims=True)
-            dp, dp_label = probs * (dx - r), p_label * (dx_label - r)
+            assert r is not None
+            dp_label = p_label * (dx_label - r)
         elif activation == "sigmoid":
-            dp, dp_label = probs * (1.0 - probs) * dx, p_label * (1.0 - p_label) * dx_label
+            dp_label = p_label * (1.0 - p_label) * dx_label
         else:
-            dp, dp_label = dx, dx_label
-        d_pred = d_pred + jnp.sum(w[..., None] * dp, axis=1)
+            dp_label = dx_label
         d_tp = d_tp + class_sums(label_weight * dp_label[..., 0], ids, batch, num_classes)
-    if dweights is not None:
-        dw = dweights.astype(x.dtype)
-        d_pred = d_pred + jnp.sum(dw[..., None] * probs, axis=1)
+    if dw is not None:
         dw_label = jnp.where(valid, dw, 0.0)
         d_tp = d_tp + class_sums(dw_label * p_label[..., 0], ids, batch, num_classes)
         d_target = d_target + class_sums(dw_label, ids, batch, num_classes)
@@ -306,9 +374,19 @@ def label_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return _label_nll(logits, labels)
 
 
+def _logit_at_labels(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The label's logit ``[B, P, 1]`` in the compute dtype; NaN for a label out of range."""
+    if strategy() == "select":
+        x = upcast(logits)
+        valid = (labels >= 0) & (labels < x.shape[-1])
+        picked = select_labels(x, labels)
+        return jnp.where(valid[..., None], picked, jnp.nan)
+    return upcast(gather_labels(logits, labels))
+
+
 @jax.custom_jvp
 def _label_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return (softmax_lse(logits) - upcast(gather_labels(logits, labels)))[..., 0]
+    return (softmax_lse(logits) - _logit_at_labels(logits, labels))[..., 0]
 
 
 def _nll_tangent(
@@ -317,13 +395,16 @@ def _nll_tangent(
     x = upcast(logits)
     dx = dlogits.astype(x.dtype)
     r = jnp.sum(jnp.exp(x - lse) * dx, axis=-1, keepdims=True)
-    return (r - tangent_at_labels(dx, labels))[..., 0]
+    at_label = (
+        select_labels(dx, labels) if strategy() == "select" else tangent_at_labels(dx, labels)
+    )
+    return (r - at_label)[..., 0]
 
 
 @_label_nll.defjvp
 def _label_nll_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
     logits, labels = primals
     lse = softmax_lse(logits)
-    nll = (lse - upcast(gather_labels(logits, labels)))[..., 0]
+    nll = (lse - _logit_at_labels(logits, labels))[..., 0]
     tangent = jax.checkpoint(_nll_tangent)(logits, labels, lse, tangents[0])
     return nll, tangent
