@@ -375,11 +375,13 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     fig, (ax_scale, ax_ratio) = plt.subplots(1, 2, figsize=(13, 5))
     markers = {"voc": "o", "binary": "s", "ade": "^", "volume": "D"}
     for family in baselines.FAMILIES:
-        mine = [
-            r
-            for r in rows
-            if r["family"] == family and r["source"] == "jaxseg_losses" and r["dtype"] == "float32"
-        ]
+        # One implementation per family and case: the first (the plain calls, not the
+        # combinator), so each line joins like with like.
+        firsts: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            if r["family"] == family and r["source"] == "jaxseg_losses" and r["dtype"] == "float32":
+                firsts.setdefault(r["case"], r)
+        mine = list(firsts.values())
         if not mine:
             continue
         mine.sort(key=lambda r: int(np.prod(r["shape"])))
