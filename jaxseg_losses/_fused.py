@@ -198,8 +198,9 @@ def _overlap_primal(
         tp = jnp.sum(jnp.where(hit, weighted, zero), axis=1)
         target_sum = jnp.sum(jnp.where(hit, w[..., None], zero), axis=1)
         return (tp, jnp.sum(weighted, axis=1), target_sum), (None, None)
-    lse = softmax_lse(logits) if activation == "softmax" else None
+    lse = None
     if activation == "softmax":
+        lse = softmax_lse(logits)
         probs = jnp.exp(x - lse)
     elif activation == "sigmoid":
         probs = jax.nn.sigmoid(x)
@@ -215,7 +216,7 @@ def _overlap_primal(
         return (tp, pred_sum, target_sum), (lse, None)
     safe, valid, ids = label_segments(labels, num_classes)
     x_label = upcast(gather_labels(logits, safe))
-    if activation == "softmax":
+    if lse is not None:
         p_label = jnp.exp(x_label - lse)[..., 0]
     elif activation == "sigmoid":
         p_label = jax.nn.sigmoid(x_label)[..., 0]
