@@ -62,8 +62,9 @@ def test_markdown_table_reports_mean_and_population_std_over_seeds():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--losses", "ce,bce"], "unknown loss 'bce'"),
-        (["--datasets", "pets"], "unknown dataset 'pets'"),
+        (["--losses", "ce", "bce"], "--losses 'bce': Unknown loss 'bce'"),
+        (["--losses", "ce:x"], "is not a number"),
+        (["--datasets", "pets"], "invalid choice: 'pets'"),
         (["--steps", "shapes:10"], "no count for digits"),
         (["--steps", "many"], "--steps must be a number"),
         (["--features", "8,x"], "--features must be comma-separated integers"),
@@ -79,24 +80,27 @@ def test_parse_args_steps_per_dataset():
     args = compare_losses.parse_args(["--steps", "shapes:5,digits:7", "--features", "4,8"])
     assert args.steps == {"shapes": 5, "digits": 7} and args.features == (4, 8)
     assert compare_losses.parse_args(["--steps", "3"]).steps == {"shapes": 3, "digits": 3}
+    args = compare_losses.parse_args(["--datasets", "digits", "--losses", "wce", "ce:1,iou:0.5"])
+    assert args.datasets == ["digits"] and args.losses == ["wce", "ce:1,iou:0.5"]
 
 
 def test_tiny_comparison_writes_table_chart_and_runs(tmp_path, capsys):
     out = tmp_path / "comparison"
     paths = compare_losses.main(
         [
-            *"--datasets shapes --losses wce,ce+dice --seeds 1 --steps 2 --batch-size 4".split(),
+            *"--datasets shapes --losses wce ce:1+dice:2 --seeds 1 --steps 2".split(),
+            *("--batch-size", "4"),
             *"--features 4,8 --num-train 8 --num-val 4 --foreground-fraction 0.05".split(),
             *("--out", str(out)),
         ]
     )
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = paths["table"].read_text()
-    assert "| shapes | weighted CE |" in table and "| shapes | CE + Dice |" in table
+    assert "| shapes | weighted CE |" in table and "| shapes | ce:1+dice:2 |" in table
     record = json.loads(paths["runs"].read_text())
     assert record["settings"]["budget"]["steps"]["shapes"] == 2
     runs = record["runs"]
-    assert [(run["loss"], run["seed"]) for run in runs] == [("wce", 0), ("ce+dice", 0)]
+    assert [(run["loss"], run["seed"]) for run in runs] == [("wce", 0), ("ce:1+dice:2", 0)]
     assert len(runs[0]["class_weights"]) == 3
     # Rare foreground: the background weighs least.
     assert runs[0]["class_weights"][0] == min(runs[0]["class_weights"])

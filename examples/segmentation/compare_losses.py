@@ -2,7 +2,7 @@
 
     python examples/segmentation/compare_losses.py                      # the README's comparison
     python examples/segmentation/compare_losses.py --seeds 5 --steps 600
-    python examples/segmentation/compare_losses.py --datasets shapes --losses ce,dice,ce+dice
+    python examples/segmentation/compare_losses.py --datasets shapes --losses ce dice ce:1+dice:10
 
 The losses: cross-entropy (CE), weighted CE (class weights from the inverse square root of the
 training labels' class frequencies), focal, Dice, IoU, IoU with ``log=True``, CE + Dice and
@@ -48,8 +48,6 @@ LOSSES = {
     "ce+iou": "CE + IoU",
 }
 """The compared losses: a ``--loss`` spec (or ``"wce"``) and its label in the table."""
-
-LOSSES_ORDER = {name: index for index, name in enumerate(LOSSES)}
 
 DATASETS = ("shapes", "digits")
 
@@ -241,7 +239,7 @@ def bar_chart(runs: Sequence[dict[str, Any]], path: Path) -> Path:
             axis = axes[row, column]
             means = [summary[(dataset, loss)][metric][0] for loss in losses]
             stds = [summary[(dataset, loss)][metric][1] for loss in losses]
-            colours = [f"C{LOSSES_ORDER.get(loss, 0)}" for loss in losses]
+            colours = [f"C{index % 10}" for index in range(len(losses))]
             axis.bar(positions, means, yerr=stds, capsize=3, color=colours, alpha=0.75)
             for position, loss in zip(positions, losses, strict=True):
                 values = summary[(dataset, loss)][metric][2]
@@ -259,9 +257,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parses the command line; the defaults are the README's comparison."""
     defaults = Budget()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument(
-        "--losses", default=",".join(LOSSES), help=f"comma-separated, from {', '.join(LOSSES)}"
+        "--losses",
+        nargs="+",
+        default=list(LOSSES),
+        help=f"'wce' or any --loss spec of main.py (default: {' '.join(LOSSES)})",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
     parser.add_argument(
@@ -287,14 +288,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default="outputs/loss_comparison")
     args = parser.parse_args(argv)
-    args.datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
-    args.losses = [name.strip() for name in args.losses.split(",") if name.strip()]
-    for name in args.datasets:
-        if name not in DATASETS:
-            parser.error(f"unknown dataset {name!r}; expected some of {', '.join(DATASETS)}")
     for name in args.losses:
-        if name not in LOSSES:
-            parser.error(f"unknown loss {name!r}; expected some of {', '.join(LOSSES)}")
+        if name != "wce":
+            try:
+                jsl.parse_loss_spec(name)
+            except ValueError as error:
+                parser.error(f"--losses {name!r}: {error}")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     try:
