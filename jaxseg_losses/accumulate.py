@@ -47,8 +47,6 @@ from jaxseg_losses.stats import (
     dice_from_stats,
     iou_from_stats,
     overlap_stats,
-    safe_ratio,
-    score_to_loss,
     tversky_from_stats,
 )
 
@@ -124,22 +122,14 @@ def _region_score_fn(base: Callable[..., Any], options: dict[str, Any]) -> Calla
         _checks.check_nonnegative("smooth", smooth)
 
         def generalized(stats: OverlapStats) -> jax.Array:
-            num_classes = stats.tp.shape[-1]
-            tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
-            factors = jnp.ones((1, num_classes), tp.dtype)
-            if class_weights is not None:
-                factors = _checks.class_vector(
-                    "class_weights", class_weights, num_classes, tp.dtype, rank=2
-                )
-            if not include_background:
-                _reduce.check_can_drop_background(num_classes)
-                tp, pred_sum, target_sum, factors = (
-                    x[..., 1:] for x in (tp, pred_sum, target_sum, factors)
-                )
-            weights = factors * region.generalized_dice_weights(target_sum, weight_type)
-            numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
-            denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
-            return score_to_loss(safe_ratio(numerator, denominator), log=log)[0]
+            return region.generalized_dice_from_stats(
+                stats,
+                weight_type=weight_type,
+                smooth=smooth,
+                log=log,
+                class_weights=class_weights,
+                include_background=include_background,
+            )[0]
 
         return generalized
 

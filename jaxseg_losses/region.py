@@ -347,6 +347,38 @@ def generalized_dice_weights(target_sum: jax.Array, weight_type: str) -> jax.Arr
     return jax.lax.stop_gradient(jnp.where(present, weights, largest))
 
 
+def generalized_dice_from_stats(
+    stats: OverlapStats,
+    *,
+    weight_type: str,
+    smooth: ArrayLike,
+    log: bool,
+    class_weights: ArrayLike | None,
+    include_background: bool,
+) -> jax.Array:
+    """Generalized Dice loss ``[...]`` from statistics ``[..., C]`` (classes combined).
+
+    The per-sample step of :func:`generalized_dice_loss`, shared with the micro-batch
+    accumulation of :mod:`jaxseg_losses.accumulate`, which applies it to pooled statistics.
+    """
+    num_classes = stats.tp.shape[-1]
+    tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
+    factors = jnp.ones((1, num_classes), tp.dtype)
+    if class_weights is not None:
+        factors = _checks.class_vector(
+            "class_weights", class_weights, num_classes, tp.dtype, rank=2
+        )
+    if not include_background:
+        _reduce.check_can_drop_background(num_classes)
+        tp, pred_sum, target_sum, factors = (
+            x[..., 1:] for x in (tp, pred_sum, target_sum, factors)
+        )
+    weights = factors * generalized_dice_weights(target_sum, weight_type)
+    numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
+    denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
+    return score_to_loss(safe_ratio(numerator, denominator), log=log)
+
+
 @_shares_region_docs
 def generalized_dice_loss(
     logits: ArrayLike,
@@ -402,22 +434,14 @@ def generalized_dice_loss(
     _checks.check_nonnegative("smooth", smooth)
 
     def per_sample_loss(stats: OverlapStats) -> jax.Array:
-        num_classes = stats.tp.shape[-1]
-        tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
-        factors = jnp.ones((1, num_classes), tp.dtype)
-        if class_weights is not None:
-            factors = _checks.class_vector(
-                "class_weights", class_weights, num_classes, tp.dtype, rank=2
-            )
-        if not include_background:
-            _reduce.check_can_drop_background(num_classes)
-            tp, pred_sum, target_sum, factors = (
-                x[..., 1:] for x in (tp, pred_sum, target_sum, factors)
-            )
-        weights = factors * generalized_dice_weights(target_sum, weight_type)
-        numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
-        denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
-        return score_to_loss(safe_ratio(numerator, denominator), log=log)
+        return generalized_dice_from_stats(
+            stats,
+            weight_type=weight_type,
+            smooth=smooth,
+            log=log,
+            class_weights=class_weights,
+            include_background=include_background,
+        )
 
     return _region_loss(
         per_sample_loss,
