@@ -17,6 +17,9 @@ with smoothing 1.
   value. optax computes in the logits' dtype, bf16 included.
 * ``plain_jnp``: the textbook one-hot formula written in jnp, computed in float32, with autodiff
   gradients: what a user would write without the library.
+* ``floor``: the physical floor, the cheapest fwd+bwd that exponentiates every logit once:
+  ``jax.nn.logsumexp(x, -1).sum()`` (``softplus(x).sum()`` for one sigmoid channel). Every loss
+  is reported as a ratio to it.
 """
 
 import dataclasses
@@ -33,12 +36,13 @@ IGNORE_INDEX = 255
 OPTAX_REFERENCE = {
     "iou": "dice",
     "dice": "dice",
+    "tversky": "dice",
     "ce": "ce",
     "focal": "focal",
     "ce+dice": "ce",
 }
 
-FAMILIES = ("iou", "dice", "ce", "focal", "ce+dice", "lovasz")
+FAMILIES = ("floor", "iou", "dice", "tversky", "ce", "focal", "ce+dice", "lovasz")
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -48,7 +52,7 @@ class Impl:
     """One implementation of one loss family."""
 
     family: str
-    source: str  # "jaxseg_losses", "optax" or "plain_jnp"
+    source: str  # "jaxseg_losses", "optax", "plain_jnp" or "floor"
     name: str  # what is called, for the tables
     fn: LossFn
 
@@ -84,8 +88,19 @@ def _spatial_axes(x: jax.Array) -> tuple[int, ...]:
     return tuple(range(1, x.ndim - 1))
 
 
+def floor(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    """The cheapest fwd+bwd that exponentiates every logit: a row log-sum-exp (softplus, the
+    log-sum-exp of ``[0, x]``, for one sigmoid channel), summed."""
+    del labels
+    x = logits.astype(jnp.float32)
+    if activation == "softmax":
+        return jnp.sum(jax.nn.logsumexp(x, axis=-1))
+    return jnp.sum(jax.nn.softplus(x))
+
+
 def plain_region(logits: jax.Array, labels: jax.Array, *, activation: str, kind: str) -> jax.Array:
-    """Soft IoU or Dice loss per sample and class, smoothing 1, mean over classes and batch."""
+    """Soft IoU, Dice or Tversky (α = 0.3, β = 0.7) loss per sample and class, smoothing 1, mean
+    over classes and batch."""
     safe, w = _valid(labels)
     probs = _probs(logits, activation) * w[..., None]
     targets = _one_hot_targets(safe, logits.shape[-1]) * w[..., None]
@@ -95,6 +110,8 @@ def plain_region(logits: jax.Array, labels: jax.Array, *, activation: str, kind:
     target_sum = jnp.sum(targets, axis=axes)
     if kind == "iou":
         score = (tp + 1.0) / (pred_sum + target_sum - tp + 1.0)
+    elif kind == "tversky":
+        score = (tp + 1.0) / (tp + 0.3 * (pred_sum - tp) + 0.7 * (target_sum - tp) + 1.0)
     else:
         score = (2.0 * tp + 1.0) / (pred_sum + target_sum + 1.0)
     return jnp.mean(1.0 - score)
@@ -235,10 +252,21 @@ def _jsl_impls(activation: str) -> list[Impl]:
         loss = getattr(jsl, attr, None)
         if loss is not None:
             add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
+    tversky = getattr(jsl, "tversky_loss", None)
+    if tversky is not None:
+        add(
+            "tversky",
+            "jsl.tversky_loss",
+            lambda x, y: tversky(x, y, alpha=0.3, beta=0.7, **common),
+        )
     ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
     dice_ce = getattr(jsl, "dice_ce_loss", None)
     if dice_ce is not None:
-        add("ce+dice", "jsl.dice_ce_loss (combinator)", lambda x, y: dice_ce(x, y, **common))
+        add("ce+dice", "jsl.dice_ce_loss", lambda x, y: dice_ce(x, y, **common))
+    combine = getattr(jsl, "combine", None)
+    if combine is not None:
+        combined = combine("ce+dice", **common)
+        add("ce+dice", 'jsl.combine("ce+dice")', lambda x, y: combined(x, y)[0])
     if ce is not None and dice is not None:
         add(
             "ce+dice",
@@ -255,10 +283,17 @@ def _jsl_impls(activation: str) -> list[Impl]:
 
 def implementations(activation: str, families: tuple[str, ...] = FAMILIES) -> list[Impl]:
     """Every implementation of the given families for ``activation`` ("softmax" or "sigmoid")."""
-    impls = _jsl_impls(activation)
     act = {"activation": activation}
+    impls = [Impl("floor", "floor", "floor: logsumexp fwd+bwd", lambda x, y: floor(x, y, **act))]
+    impls += _jsl_impls(activation)
     impls += [
         Impl("iou", "plain_jnp", "one-hot IoU", lambda x, y: plain_region(x, y, kind="iou", **act)),
+        Impl(
+            "tversky",
+            "plain_jnp",
+            "one-hot Tversky",
+            lambda x, y: plain_region(x, y, kind="tversky", **act),
+        ),
         Impl("dice", "optax", "optax.dice_loss (one-hot)", lambda x, y: optax_dice(x, y, **act)),
         Impl(
             "dice", "plain_jnp", "one-hot Dice", lambda x, y: plain_region(x, y, kind="dice", **act)

@@ -1,8 +1,9 @@
-"""jaxseg_losses: segmentation losses for JAX.
+"""jaxseg_losses: segmentation losses and metrics for JAX.
 
-Soft IoU (Jaccard), Dice, Tversky and generalized Dice losses built on one core of soft
-per-class statistics, as pure functions that run under ``jax.jit``, ``jax.grad``, ``jax.vmap``
-and sharding. All functions share one data contract: ``logits`` ``[B, *spatial, C]``
+Soft IoU (Jaccard), Dice, Tversky, generalized Dice, cross-entropy, focal and Lovász losses, each
+described once by additive per-sample statistics and a finishing step
+(:class:`LossDefinition`), as pure functions that run under ``jax.jit``, ``jax.grad``,
+``jax.vmap`` and sharding. All functions share one data contract: ``logits`` ``[B, *spatial, C]``
 (channels-last; ``class_axis=1`` for NCHW), ``labels`` as integer indices ``[B, *spatial]`` or
 dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` and
 ``ignore_index``; computation in float32 or wider.
@@ -10,8 +11,10 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 
 from jaxseg_losses import accumulate, metrics, per_sample
 from jaxseg_losses._checks import checked
-from jaxseg_losses.accumulate import AdditiveLoss, additive_loss
+from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._inputs import Inputs
 from jaxseg_losses.compose import (
+    CombinedLoss,
     combine,
     dice_ce_loss,
     dice_focal_loss,
@@ -35,14 +38,16 @@ from jaxseg_losses.stats import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdditiveLoss",
+    "CombinedLoss",
+    "Inputs",
+    "LossDefinition",
     "OverlapStats",
     "accumulate",
-    "additive_loss",
     "checked",
     "combine",
     "cross_entropy_loss",
     "cross_entropy_map",
+    "define_loss",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_from_stats",

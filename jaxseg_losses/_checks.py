@@ -159,6 +159,16 @@ def value_checks_enabled() -> bool:
     return _VALUE_CHECKS.get()
 
 
+@contextlib.contextmanager
+def value_checks_disabled() -> Iterator[None]:
+    """No value checks inside (an abstract trace that only looks at shapes)."""
+    token = _VALUE_CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
 def check_values(predicate: jax.Array, message: str, *fmt_args: jax.Array) -> None:
     """Adds a ``checkify`` value check when checked mode is on; a no-op otherwise."""
     if value_checks_enabled():
@@ -194,9 +204,9 @@ def checked(fn: F) -> F:
     """Wraps a loss or metric so that bad *values* raise instead of propagating silently.
 
     Shapes, dtypes and options are always checked at trace time. Values are not, because a traced
-    function cannot raise: by default labels outside ``[0, C)`` give an all-zero target row (the
-    pixel belongs to no class), non-finite logits propagate NaN, and probabilities outside
-    ``[0, 1]`` are used as given. ``checked(fn)`` traces ``fn`` with value checks switched on
+    function cannot raise: by default a label outside ``[0, C)`` (and not ``ignore_index``)
+    makes the loss NaN, non-finite logits propagate NaN, and probabilities outside ``[0, 1]`` are
+    used as given. ``checked(fn)`` traces ``fn`` with value checks switched on
     (labels in range or equal to ``ignore_index``, finite logits, probabilities and dense targets
     in ``[0, 1]``, non-negative mask weights) through ``jax.experimental.checkify`` and raises
     ``checkify.JaxRuntimeError`` naming the first failed check. Use it while debugging a data

@@ -1,124 +1,63 @@
-r"""Fused kernels for the hot paths: integer labels without one-hot arrays, analytic derivatives.
+r"""Fused kernels for the hot paths: softmax statistics of integer labels, analytic derivatives.
 
-A loss runs on tensors as large as the model's output, and its cost is the number of
-``[B, P, C]`` arrays it streams and materialises. Written naively, a softmax region loss with
-autodiff builds several: the one-hot targets, the probabilities (kept as a residual for the
-backward pass), their products with the targets, and a scatter for the gradient of every
-``take_along_axis`` gather. The kernels here build none of them:
+A loss runs on tensors as large as the model's output, and its cost is the number of passes it
+makes over the ``[B, P, C]`` logits and the number of ``[B, P, C]`` arrays it writes. Written
+naively, a softmax Dice + cross-entropy with autodiff builds several: one-hot targets, the
+probabilities (kept for the backward pass), their products with the targets, and a scatter for
+the gradient of every gather. The kernels here build none of them.
 
-* The only ``[B, P, C]`` array a forward and backward pass writes is the gradient. The forward
-  pass is three reductions that read the logits (row maximum, row sum of exponentials, per-class
-  column sum of probabilities) and ``[B, P]`` work: the logit of each pixel's label is gathered,
-  and the per-class sums over label values (:math:`TP`, :math:`\Sigma g`) are segment sums of
-  ``[B, P]`` values into ``[B, C]``, not reductions of a masked ``[B, P, C]`` array.
-* Each kernel is a :func:`jax.custom_jvp` with an analytic tangent rule, wrapped in
-  :func:`jax.checkpoint`: reverse mode keeps only the inputs and the ``[B, P]`` log-sum-exp (and
-  gathered logit) as residuals, and the backward pass recomputes the probabilities inside the one
-  elementwise loop that writes the gradient (plus one row reduction for softmax). The tangent
-  rule is written so that its transpose has no scatter: the label's entry is picked with a
-  select against an iota, whose transpose is a select. A ``custom_jvp`` rather than a
-  ``custom_vjp`` keeps forward mode (``jax.jvp``, ``jax.jacfwd``) working.
-* The log-sum-exp and the gathered logit are computed in one way everywhere
-  (:func:`softmax_lse`, :func:`gather_labels`), so when cross-entropy and a region loss run in one
-  jitted function, XLA's common-subexpression pass computes them once, and the two gradients
-  fuse into one elementwise loop.
+:func:`label_statistics` returns, from one call, everything the softmax losses need from the
+logits of integer-labelled pixels:
 
-Shapes: ``logits`` ``[B, P, C]`` in any float dtype (upcast to the compute dtype inside the
-kernels, so bf16 logits are read as bf16), ``labels`` ``[B, P]`` int32 in ``[0, C)`` (ignored
-pixels already replaced by a valid label and given weight 0), ``weights`` ``[B, P]`` in the
-compute dtype.
+.. math::
+
+   \mathrm{lse}_i = \log \textstyle\sum_c e^{x_{ic}}, \quad x_{i y_i}, \quad
+   TP_{bc} = \sum_{i: y_i = c} w_i\, p_{i y_i}, \quad
+   \Sigma p_{bc} = \sum_i w_i\, p_{ic}, \quad
+   \Sigma g_{bc} = \sum_{i: y_i = c} w_i,
+
+with :math:`p = e^{x - \mathrm{lse}}`. Cross-entropy reads :math:`\mathrm{lse}_i - x_{iy_i}`,
+the region losses read the sums, and a combination of both reads one call: one row
+log-sum-exp, one column sum of probabilities, ``[B, P]`` gathers and segment sums forward;
+one row reduction and one elementwise loop backward, whichever outputs are used. (Unused
+outputs cost nothing: XLA removes their forward computation, and JAX's transposition skips the
+branches of the tangent whose cotangents are zero.)
+
+* The kernel is a :func:`jax.custom_jvp` with an analytic tangent rule, wrapped in
+  :func:`jax.checkpoint`: reverse mode keeps only the inputs and the ``[B, P]`` log-sum-exp and
+  gathered logit as residuals, and the backward pass recomputes the probabilities inside the
+  loops that write the gradient. A ``custom_jvp`` rather than a ``custom_vjp`` keeps forward mode
+  (``jax.jvp``, ``jax.jacfwd``, Hessian-vector products) working.
+* Pixel weights enter the column sum as a shift of the exponent,
+  :math:`w_i p_{ic} = e^{x_{ic} - (\mathrm{lse}_i - \log w_i)}`, so the reduction reads the
+  logits and one ``[B, P]`` vector, as an unweighted one does (a weight of 0 gives
+  :math:`e^{-\infty} = 0`; a NaN weight, or a negative one, which the data contract excludes,
+  gives NaN).
+
+How the label's entry of each pixel is picked depends on the backend (:func:`strategy`):
+``"segments"`` gathers it and sums per class with segment sums of ``B·P`` values (XLA:CPU cannot
+fuse a select into its reduction kernels and would write a ``[B, P, C]`` array for each), and
+``"select"`` compares with an iota inside the reductions and the elementwise gradient (free on
+GPU and TPU, where a segment sum is a scatter whose ``B·C`` targets are hit by atomics from
+every pixel).
+
+:func:`log_sum_exp` is the row log-sum-exp alone, with the same tangent, for dense targets.
+
+Shapes: ``logits`` ``[B, P, C]`` in the compute dtype, ``labels`` ``[B, P]`` int32 in
+``[0, C)`` (ignored and invalid pixels already replaced by a valid label and given weight 0 or
+NaN), ``weights`` ``[B, P]`` in the compute dtype.
 """
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-
-def compute_dtype(dtype: Any) -> Any:
-    """float32 for float32 and narrower inputs, float64 for float64."""
-    return jnp.dtype(jnp.float64) if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
-
-
-def upcast(logits: jax.Array) -> jax.Array:
-    """``logits`` in the compute dtype."""
-    return logits.astype(compute_dtype(logits.dtype))
-
-
-def softmax_lse(logits: jax.Array) -> jax.Array:
-    """Per-pixel log-sum-exp ``[..., 1]`` in the compute dtype, of logits ``[..., C]``.
-
-    Written out (rather than ``jax.nn.logsumexp``, which adds selects for infinite maxima that
-    CPU backends do not fuse into the reduction) and shared by every kernel, so that XLA merges
-    the computations of two losses on the same logits. The maximum is taken in the input dtype
-    (exact), so that a bf16 input is converted inside the reduction loop rather than copied to
-    float32 first. Inputs are finite logits.
-    """
-    m = upcast(jnp.max(logits, axis=-1, keepdims=True))
-    return m + jnp.log(jnp.sum(jnp.exp(upcast(logits) - m), axis=-1, keepdims=True))
-
-
-def gather_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
-    """``x[b, i, labels[b, i]]`` as ``[B, P, 1]``: a gather, used on primal values only.
-
-    A label outside ``[0, C)`` gathers NaN (the pixel-wise losses' contract: a forgotten
-    ``ignore_index`` shows at once).
-    """
-    return jnp.take_along_axis(x, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan)
-
-
-def tangent_at_labels(dx: jax.Array, labels: jax.Array) -> jax.Array:
-    """``dx[b, i, labels[b, i]]`` as ``[B, P, 1]`` for a tangent; 0 for a label out of range.
-
-    A gather, so that reverse mode writes the label's entry of the gradient with a scatter of
-    ``B·P`` values into the elementwise gradient, in place. (A select against an iota would be
-    the alternative; XLA:CPU cannot fuse a select into its reduction kernels and would
-    materialise a ``[B, P, C]`` array for it.)
-    """
-    return jnp.take_along_axis(dx, labels[..., None], axis=-1, mode="fill", fill_value=0)
-
-
-def label_segments(labels: jax.Array, num_classes: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(safe_labels, valid, ids)`` for per-sample, per-class segment sums.
-
-    ``valid`` marks labels in ``[0, C)``; the others (which only unchecked inputs hold) count in
-    no class, as a zero one-hot row would, and ``safe_labels`` maps them to 0 so that no gather
-    reads out of range. ``ids`` are the flat segments ``b * C + safe_label``.
-    """
-    valid = (labels >= 0) & (labels < num_classes)
-    safe = jnp.where(valid, labels, 0)
-    rows = jax.lax.broadcasted_iota(jnp.int32, labels.shape, 0)
-    return safe, valid, (rows * num_classes + safe).reshape(-1)
-
-
-def class_sums(values: jax.Array, ids: jax.Array, batch: int, num_classes: int) -> jax.Array:
-    """``[B, C]`` sums of per-pixel ``values`` ``[B, P]`` grouped by label.
-
-    A segment sum reads ``B·P`` values instead of a masked ``[B, P, C]`` array; its transpose is
-    a gather of the ``[B, C]`` cotangent by label.
-    """
-    sums = jax.ops.segment_sum(values.reshape(-1), ids, num_segments=batch * num_classes)
-    return sums.reshape(batch, num_classes)
-
-
-def _float0_zeros(x: jax.Array) -> np.ndarray:
-    return np.zeros(x.shape, dtype=jax.dtypes.float0)
-
-
-def _tangent_or_none(t: Any) -> Any:
-    return None if isinstance(t, SymbolicZero) else t
-
-
-# How the label's entry of each pixel is picked: "segments" (gather on the primal, scatter in the
-# backward pass, per-class sums as segment sums of [B, P] values) or "select" (compare with an
-# iota inside the reductions and the elementwise gradient). XLA:CPU cannot fuse a select into
-# its reduction kernels and would store a [B, P, C] array for each, while segment sums of
-# B·P values are cheap there; on GPU and TPU the select fuses into the reduction and
-# elementwise kernels for free, while a segment sum is a scatter whose few (B·C) targets are
-# hit by atomics from every pixel. None chooses by the default backend at trace time.
+# How the label's entry of each pixel is picked: "segments" or "select" (module docstring).
+# None chooses by the default backend at trace time.
 STRATEGY: str | None = None
 
 
@@ -129,283 +68,256 @@ def strategy() -> str:
     return "segments" if jax.default_backend() == "cpu" else "select"
 
 
-def label_hits(labels: jax.Array, num_classes: int) -> jax.Array:
-    """``[B, P, C]`` booleans ``labels == c`` from a comparison with an iota (never stored on
-    backends that fuse it); a label outside ``[0, C)`` hits no class."""
+def _row_log_sum_exp(x: jax.Array) -> jax.Array:
+    """``[..., C] -> [..., 1]``, shifted by the row maximum (finite logits give finite values)."""
+    m = jnp.max(x, axis=-1, keepdims=True)
+    return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=-1, keepdims=True))
+
+
+def _label_hits(labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[B, P, C]`` booleans ``labels == c``, from a comparison with an iota (fused, not stored,
+    on backends that fuse selects)."""
     classes = jax.lax.broadcasted_iota(jnp.int32, (*labels.shape, num_classes), labels.ndim)
     return labels[..., None] == classes
 
 
-def select_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
-    """``x[b, i, labels[b, i]]`` as ``[B, P, 1]`` by select and sum (0 out of range); its
-    transpose is a select, fused into the elementwise gradient."""
-    hits = label_hits(labels, x.shape[-1])
-    return jnp.sum(jnp.where(hits, x, jnp.zeros((), x.dtype)), axis=-1, keepdims=True)
+def at_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[b, i, labels[b, i]]`` as ``[B, P, 1]``, by the strategy's means.
 
-
-# ----------------------------------------------------------------------------------------------
-# Overlap sums for integer labels.
-
-
-def label_overlap_sums(
-    logits: jax.Array, labels: jax.Array, weights: jax.Array, *, activation: str | None
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r"""Per-sample, per-class overlap sums for integer labels, without one-hot targets.
-
-    .. math::
-
-       TP_{bc} = \sum_i w_{bi}\, p_{bic}\, [y_{bi} = c], \quad
-       \Sigma p_{bc} = \sum_i w_{bi}\, p_{bic}, \quad
-       \Sigma g_{bc} = \sum_i w_{bi}\, [y_{bi} = c]
-
-    with :math:`p` the softmax or sigmoid of the logits, or the logits themselves for
-    ``activation=None``. With one channel, :math:`[y = c]` reads :math:`[y = 1]`.
-
-    Args:
-      logits: ``[B, P, C]`` logits (probabilities for ``activation=None``), any float dtype.
-      labels: ``[B, P]`` int32 class indices in ``[0, C)`` (``{0, 1}`` for one channel).
-      weights: ``[B, P]`` pixel weights in the compute dtype.
-      activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
-
-    Returns:
-      ``(tp, pred_sum, target_sum)``, each ``[B, C]`` in the compute dtype, differentiable in
-      ``logits`` and ``weights`` in forward and reverse mode.
+    A gather (whose transpose is a scatter of ``B·P`` values, applied in place to the rest of the
+    gradient) or a select against an iota summed over classes (whose transpose is a select fused
+    into the elementwise gradient).
     """
-    return _label_overlap_sums(logits, labels, weights, activation)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _label_overlap_sums(
-    logits: jax.Array, labels: jax.Array, weights: jax.Array, activation: str | None
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    sums, _ = _overlap_primal(logits, labels, weights, activation)
-    return sums
-
-
-def _overlap_primal(
-    logits: jax.Array, labels: jax.Array, weights: jax.Array, activation: str | None
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[Any, ...]]:
-    """The sums and the per-pixel residuals ``(lse, x_label)`` their tangent needs."""
-    x = upcast(logits)
-    batch, _, num_classes = x.shape
-    w = weights.astype(x.dtype)
-    if num_classes == 1:
-        # One channel: every array is [B, P, 1], no bigger than the labels; no segments needed.
-        probs = jax.nn.sigmoid(x) if activation == "sigmoid" else x
-        hit = (labels == 1)[..., None]
-        weighted = w[..., None] * probs
-        zero = jnp.zeros((), x.dtype)
-        tp = jnp.sum(jnp.where(hit, weighted, zero), axis=1)
-        target_sum = jnp.sum(jnp.where(hit, w[..., None], zero), axis=1)
-        return (tp, jnp.sum(weighted, axis=1), target_sum), (None, None)
-    lse = None
-    if activation == "softmax":
-        lse = softmax_lse(logits)
-        probs = jnp.exp(x - lse)
-    elif activation == "sigmoid":
-        probs = jax.nn.sigmoid(x)
-    else:
-        probs = x
-    weighted = w[..., None] * probs
-    pred_sum = jnp.sum(weighted, axis=1)
     if strategy() == "select":
-        hits = label_hits(labels, num_classes)
-        zero = jnp.zeros((), x.dtype)
-        tp = jnp.sum(jnp.where(hits, weighted, zero), axis=1)
-        target_sum = jnp.sum(jnp.where(hits, w[..., None], zero), axis=1)
-        return (tp, pred_sum, target_sum), (lse, None)
-    safe, valid, ids = label_segments(labels, num_classes)
-    x_label = upcast(gather_labels(logits, safe))
-    if lse is not None:
-        p_label = jnp.exp(x_label - lse)[..., 0]
-    elif activation == "sigmoid":
-        p_label = jax.nn.sigmoid(x_label)[..., 0]
-    else:
-        p_label = x_label[..., 0]
-    label_weight = jnp.where(valid, w, 0.0)
-    tp = class_sums(label_weight * p_label, ids, batch, num_classes)
-    target_sum = class_sums(label_weight, ids, batch, num_classes)
-    return (tp, pred_sum, target_sum), (lse, x_label)
+        hits = _label_hits(labels, x.shape[-1])
+        return jnp.sum(jnp.where(hits, x, jnp.zeros((), x.dtype)), axis=-1, keepdims=True)
+    return jnp.take_along_axis(x, labels[..., None], axis=-1, mode="promise_in_bounds")
 
 
-def _overlap_tangent(
-    logits: jax.Array,
+def _segment_ids(labels: jax.Array, num_classes: int) -> jax.Array:
+    """Flat per-sample, per-class segments ``b * C + label`` of ``[B, P]`` labels."""
+    rows = jax.lax.broadcasted_iota(jnp.int32, labels.shape, 0)
+    return (rows * num_classes + labels).reshape(-1)
+
+
+def class_sums(values: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[B, C]`` sums of per-pixel ``values`` ``[B, P]`` grouped by label (a segment sum: reads
+    ``B·P`` values; its transpose is a gather of the ``[B, C]`` cotangent by label)."""
+    batch = labels.shape[0]
+    ids = _segment_ids(labels, num_classes)
+    sums = jax.ops.segment_sum(values.reshape(-1), ids, num_segments=batch * num_classes)
+    return sums.reshape(batch, num_classes)
+
+
+def _label_column_sums(
+    per_class: Callable[[], jax.Array],
+    per_pixel: Callable[[], jax.Array],
     labels: jax.Array,
-    weights: jax.Array,
-    residuals: tuple[Any, ...],
-    dlogits: jax.Array | None,
-    dweights: jax.Array | None,
-    *,
-    activation: str | None,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r"""The linear map ``(dx, dw) -> (dTP, dΣp, dΣg)`` at ``logits``.
+    num_classes: int,
+) -> jax.Array:
+    """``Σ_{i: y_i = c} v_{i y_i}`` as ``[B, C]``, for a per-pixel quantity ``v``.
 
-    With :math:`\dot p` the tangent of the probabilities (softmax :math:`p \odot (\dot x -
-    r)`, :math:`r = \sum_c p \dot x`; sigmoid :math:`p (1 - p) \dot x`; none :math:`\dot x`),
-
-    .. math::
-
-       \dot{TP}_c = \sum_{i: y_i = c} w_i \dot p_{i y_i} + \dot w_i p_{i y_i}, \quad
-       \dot{\Sigma p}_c = \sum_i w_i \dot p_{ic} + \dot w_i p_{ic}, \quad
-       \dot{\Sigma g}_c = \sum_{i: y_i = c} \dot w_i.
-
-    Its transpose (reverse mode) is the analytic gradient: with :math:`a_i =
-    \overline{TP}_{y_i}` gathered from the ``[B, C]`` cotangent and :math:`\overline{\Sigma p}`
-    broadcast, softmax gives :math:`\bar x_{ic} = w_i p_{ic} (\overline{\Sigma p}_c - s_i) +
-    [c = y_i]\, w_i p_{i y_i} a_i`, :math:`s_i = p_{i y_i} a_i + \sum_c p_{ic}
-    \overline{\Sigma p}_c`: one row reduction and one elementwise loop.
+    ``per_pixel()`` gives ``v`` at each pixel's label, ``[B, P]``, and ``per_class()`` gives it for
+    every class, ``[B, P, C]``: the segments strategy segment-sums the first, the select strategy
+    sums the hits of the second (built inside the reduction, never stored).
     """
-    x = upcast(logits)
-    batch, _, num_classes = x.shape
-    w = weights.astype(x.dtype)
-    lse, x_label = residuals
-    shape = (batch, num_classes)
-    # zeros_like keeps the type of x: varying over a shard_map axis, as the tangents must be.
-    d_tp = d_pred = d_target = jnp.zeros_like(x, shape=shape)
-    if num_classes == 1:
-        probs = jax.nn.sigmoid(x) if activation == "sigmoid" else x
-        hit = (labels == 1)[..., None]
-        zero = jnp.zeros((), x.dtype)
-        if dlogits is not None:
-            dx = dlogits.astype(x.dtype)
-            dp = probs * (1.0 - probs) * dx if activation == "sigmoid" else dx
-            weighted = w[..., None] * dp
-            d_tp = d_tp + jnp.sum(jnp.where(hit, weighted, zero), axis=1)
-            d_pred = d_pred + jnp.sum(weighted, axis=1)
-        if dweights is not None:
-            dw = dweights.astype(x.dtype)[..., None]
-            d_tp = d_tp + jnp.sum(jnp.where(hit, dw * probs, zero), axis=1)
-            d_pred = d_pred + jnp.sum(dw * probs, axis=1)
-            d_target = d_target + jnp.sum(jnp.where(hit, dw, zero), axis=1)
-        return d_tp, d_pred, d_target
-
-    if activation == "softmax":
-        probs = jnp.exp(x - lse)
-    elif activation == "sigmoid":
-        probs = jax.nn.sigmoid(x)
-    else:
-        probs = x
-    dp = r = None
-    if dlogits is not None:
-        dx = dlogits.astype(x.dtype)
-        if activation == "softmax":
-            r = jnp.sum(probs * dx, axis=-1, keepdims=True)
-            dp = probs * (dx - r)
-        elif activation == "sigmoid":
-            dp = probs * (1.0 - probs) * dx
-        else:
-            dp = dx
-        d_pred = d_pred + jnp.sum(w[..., None] * dp, axis=1)
-    dw = None if dweights is None else dweights.astype(x.dtype)
-    if dw is not None:
-        d_pred = d_pred + jnp.sum(dw[..., None] * probs, axis=1)
-
     if strategy() == "select":
-        hits = label_hits(labels, num_classes)
-        zero = jnp.zeros((), x.dtype)
-        if dp is not None:
-            d_tp = d_tp + jnp.sum(jnp.where(hits, w[..., None] * dp, zero), axis=1)
-        if dw is not None:
-            d_tp = d_tp + jnp.sum(jnp.where(hits, dw[..., None] * probs, zero), axis=1)
-            d_target = d_target + jnp.sum(jnp.where(hits, dw[..., None], zero), axis=1)
-        return d_tp, d_pred, d_target
-
-    # Segments: the label's entry per pixel, [B, P], then a segment sum per class.
-    safe, valid, ids = label_segments(labels, num_classes)
-    label_weight = jnp.where(valid, w, 0.0)
-    if activation == "softmax":
-        p_label = jnp.exp(x_label - lse)
-    elif activation == "sigmoid":
-        p_label = jax.nn.sigmoid(x_label)
-    else:
-        p_label = x_label
-    if dlogits is not None:
-        dx = dlogits.astype(x.dtype)
-        dx_label = tangent_at_labels(dx, safe)
-        if activation == "softmax":
-            assert r is not None
-            dp_label = p_label * (dx_label - r)
-        elif activation == "sigmoid":
-            dp_label = p_label * (1.0 - p_label) * dx_label
-        else:
-            dp_label = dx_label
-        d_tp = d_tp + class_sums(label_weight * dp_label[..., 0], ids, batch, num_classes)
-    if dw is not None:
-        dw_label = jnp.where(valid, dw, 0.0)
-        d_tp = d_tp + class_sums(dw_label * p_label[..., 0], ids, batch, num_classes)
-        d_target = d_target + class_sums(dw_label, ids, batch, num_classes)
-    return d_tp, d_pred, d_target
-
-
-def _label_overlap_sums_jvp(
-    activation: str | None, primals: tuple[Any, ...], tangents: tuple[Any, ...]
-) -> tuple[Any, Any]:
-    logits, labels, weights = primals
-    sums, residuals = _overlap_primal(logits, labels, weights, activation)
-    dlogits, dweights = _tangent_or_none(tangents[0]), _tangent_or_none(tangents[2])
-    if dlogits is None and dweights is None:
-        return sums, tuple(jnp.zeros_like(s) for s in sums)
-    # Recompute the probabilities in the tangent, and so in the backward pass, instead of
-    # keeping a [B, P, C] residual.
-    tangent = jax.checkpoint(functools.partial(_overlap_tangent, activation=activation))(
-        logits, labels, weights, residuals, dlogits, dweights
-    )
-    return sums, tangent
-
-
-_label_overlap_sums.defjvp(_label_overlap_sums_jvp, symbolic_zeros=True)
+        values = per_class()
+        hits = _label_hits(labels, num_classes)
+        return jnp.sum(jnp.where(hits, values, jnp.zeros((), values.dtype)), axis=1)
+    return class_sums(per_pixel(), labels, num_classes)
 
 
 # ----------------------------------------------------------------------------------------------
-# Negative log-likelihood of the label under a softmax.
-
-
-def label_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    r"""Per-pixel :math:`-\log \mathrm{softmax}(x)_{y} = \mathrm{lse}(x) - x_y`, ``[B, P]``.
-
-    Args:
-      logits: ``[B, P, C]`` logits, any float dtype.
-      labels: ``[B, P]`` int32 class indices in ``[0, C)``.
-
-    Returns:
-      ``[B, P]`` in the compute dtype. The gradient is :math:`\mathrm{softmax}(x) - [c = y]`
-      times the cotangent, in one elementwise loop over the logits (no scatter, no stored
-      probabilities); forward mode works too.
-    """
-    return _label_nll(logits, labels)
-
-
-def _logit_at_labels(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """The label's logit ``[B, P, 1]`` in the compute dtype; NaN for a label out of range."""
-    if strategy() == "select":
-        x = upcast(logits)
-        valid = (labels >= 0) & (labels < x.shape[-1])
-        picked = select_labels(x, labels)
-        return jnp.where(valid[..., None], picked, jnp.nan)
-    return upcast(gather_labels(logits, labels))
+# Row log-sum-exp alone.
 
 
 @jax.custom_jvp
-def _label_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return (softmax_lse(logits) - _logit_at_labels(logits, labels))[..., 0]
+def log_sum_exp(x: jax.Array) -> jax.Array:
+    r"""Row log-sum-exp :math:`\log \sum_c e^{x_{ic}}` of ``[..., C]`` logits, as ``[..., 1]``.
+
+    Its tangent :math:`\sum_c p_{ic} \dot x_{ic}` recomputes :math:`p` in the backward pass
+    instead of keeping it.
+    """
+    return _row_log_sum_exp(x)
 
 
-def _nll_tangent(
-    logits: jax.Array, labels: jax.Array, lse: jax.Array, dlogits: jax.Array
-) -> jax.Array:
-    x = upcast(logits)
-    dx = dlogits.astype(x.dtype)
-    r = jnp.sum(jnp.exp(x - lse) * dx, axis=-1, keepdims=True)
-    at_label = (
-        select_labels(dx, labels) if strategy() == "select" else tangent_at_labels(dx, labels)
+def _lse_tangent(x: jax.Array, lse: jax.Array, dx: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.exp(x - lse) * dx, axis=-1, keepdims=True)
+
+
+@log_sum_exp.defjvp
+def _log_sum_exp_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    (x,), (dx,) = primals, tangents
+    lse = _row_log_sum_exp(x)
+    return lse, jax.checkpoint(_lse_tangent)(x, lse, dx)
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax statistics of integer labels.
+
+
+class LabelStatistics(NamedTuple):
+    """What the softmax losses read from the logits of integer-labelled pixels.
+
+    Attributes:
+      lse: ``[B, P, 1]`` row log-sum-exp.
+      label_logit: ``[B, P, 1]`` the logit of each pixel's label.
+      tp: ``[B, C]`` soft true positives :math:`\\sum_{i: y_i = c} w_i p_{i y_i}`.
+      pred_sum: ``[B, C]`` :math:`\\sum_i w_i p_{ic}`.
+      target_sum: ``[B, C]`` :math:`\\sum_{i: y_i = c} w_i`.
+    """
+
+    lse: jax.Array
+    label_logit: jax.Array
+    tp: jax.Array | None
+    pred_sum: jax.Array | None
+    target_sum: jax.Array | None
+
+
+def label_statistics(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array, *, class_sums: bool = True
+) -> LabelStatistics:
+    r"""Softmax statistics of integer labels in one kernel (module docstring).
+
+    Args:
+      logits: ``[B, P, C]`` logits in the compute dtype, ``C >= 2``.
+      labels: ``[B, P]`` int32 class indices in ``[0, C)``.
+      weights: ``[B, P]`` pixel weights in the compute dtype (0 excludes a pixel).
+      class_sums: whether the per-class sums are wanted. Without them (cross-entropy alone) the
+        label's entry of the gradient is written by a select inside the elementwise loop of the
+        softmax gradient, which on CPU is cheaper than the in-place scatter that the sums'
+        gradient shares with it.
+
+    Returns:
+      :class:`LabelStatistics` (``tp``, ``pred_sum``, ``target_sum`` are ``None`` without
+      ``class_sums``), differentiable in ``logits`` and ``weights`` in forward and reverse mode.
+    """
+    if not class_sums:
+        return LabelStatistics(*_label_log_sum_exp(logits, labels), None, None, None)
+    return LabelStatistics(*_label_statistics(logits, labels, weights))
+
+
+def _select_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
+    """``x[b, i, labels[b, i]]`` by a select summed over classes; its transpose is a select."""
+    hits = _label_hits(labels, x.shape[-1])
+    return jnp.sum(jnp.where(hits, x, jnp.zeros((), x.dtype)), axis=-1, keepdims=True)
+
+
+@jax.custom_jvp
+def _label_log_sum_exp(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return _row_log_sum_exp(logits), at_labels(logits, labels)
+
+
+def _lse_and_label_tangent(
+    x: jax.Array, labels: jax.Array, lse: jax.Array, dx: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    return jnp.sum(jnp.exp(x - lse) * dx, axis=-1, keepdims=True), _select_labels(dx, labels)
+
+
+@_label_log_sum_exp.defjvp
+def _label_log_sum_exp_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    (x, labels), (dx, _) = primals, tangents
+    out = _label_log_sum_exp(x, labels)
+    return out, jax.checkpoint(_lse_and_label_tangent)(x, labels, out[0], dx)
+
+
+@jax.custom_jvp
+def _label_statistics(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array
+) -> tuple[jax.Array, ...]:
+    return _statistics_primal(logits, labels, weights)
+
+
+def _statistics_primal(
+    x: jax.Array, labels: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    num_classes = x.shape[-1]
+    lse = _row_log_sum_exp(x)
+    x_label = at_labels(x, labels)
+    # w p = exp(x - (lse - log w)): the column sum reads the logits and one [B, P] shift.
+    shift = lse - jnp.log(w)[..., None]
+    weighted = jnp.exp(x - shift)
+    pred_sum = jnp.sum(weighted, axis=1)
+    tp = _label_column_sums(
+        lambda: weighted, lambda: jnp.exp(x_label - shift)[..., 0], labels, num_classes
     )
-    return (r - at_label)[..., 0]
+    target_sum = _label_column_sums(
+        lambda: jnp.broadcast_to(w[..., None], x.shape), lambda: w, labels, num_classes
+    )
+    return lse, x_label, tp, pred_sum, target_sum
 
 
-@_label_nll.defjvp
-def _label_nll_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-    logits, labels = primals
-    lse = softmax_lse(logits)
-    nll = (lse - _logit_at_labels(logits, labels))[..., 0]
-    tangent = jax.checkpoint(_nll_tangent)(logits, labels, lse, tangents[0])
-    return nll, tangent
+def _statistics_tangent(
+    x: jax.Array,
+    labels: jax.Array,
+    w: jax.Array,
+    lse: jax.Array,
+    x_label: jax.Array,
+    dx: jax.Array | None,
+    dw: jax.Array | None,
+) -> tuple[jax.Array, ...]:
+    r"""The linear map ``(dx, dw) -> (dlse, dx_y, dTP, dΣp, dΣg)`` at ``x``.
+
+    With :math:`p = e^{x - \mathrm{lse}}` and :math:`\dot{\mathrm{lse}}_i = \sum_c p_{ic}
+    \dot x_{ic}`,
+
+    .. math::
+
+       \dot{\Sigma p}_c = \sum_i w_i p_{ic} (\dot x_{ic} - \dot{\mathrm{lse}}_i)
+                          + \dot w_i p_{ic}, \quad
+       \dot{TP}_c = \sum_{i: y_i = c} w_i p_{iy_i} (\dot x_{iy_i} - \dot{\mathrm{lse}}_i)
+                    + \dot w_i p_{iy_i}, \quad
+       \dot{\Sigma g}_c = \sum_{i: y_i = c} \dot w_i.
+
+    Its transpose (reverse mode) is the analytic gradient: with :math:`\bar a_i =
+    \overline{\mathrm{lse}}_i - w_i (\sum_c p_{ic} \overline{\Sigma p}_c + p_{iy_i}
+    \overline{TP}_{y_i})`, :math:`\bar x_{ic} = p_{ic} (\bar a_i + w_i \overline{\Sigma p}_c) +
+    [c = y_i] (\bar x_{y,i} + w_i p_{iy_i} \overline{TP}_{y_i})`: one row reduction (only when
+    the sums are used) and one elementwise loop.
+    """
+    num_classes = x.shape[-1]
+    zeros = jnp.zeros_like(x, shape=(x.shape[0], num_classes))
+    d_lse = jnp.zeros_like(lse)
+    d_label = jnp.zeros_like(x_label)
+    d_tp = d_pred = d_target = zeros
+    p = jnp.exp(x - lse)
+    p_label = jnp.exp(x_label - lse)
+    if dx is not None:
+        d_lse = jnp.sum(p * dx, axis=-1, keepdims=True)
+        d_label = at_labels(dx, labels)
+        shift = lse - jnp.log(w)[..., None]
+        d_pred = d_pred + jnp.sum(jnp.exp(x - shift) * (dx - d_lse), axis=1)
+        d_tp = d_tp + _label_column_sums(
+            lambda: w[..., None] * p * (dx - d_lse),
+            lambda: (w[..., None] * p_label * (d_label - d_lse))[..., 0],
+            labels,
+            num_classes,
+        )
+    if dw is not None:
+        d_pred = d_pred + jnp.sum(dw[..., None] * p, axis=1)
+        d_tp = d_tp + _label_column_sums(
+            lambda: dw[..., None] * p, lambda: dw * p_label[..., 0], labels, num_classes
+        )
+        d_target = d_target + _label_column_sums(
+            lambda: jnp.broadcast_to(dw[..., None], x.shape), lambda: dw, labels, num_classes
+        )
+    return d_lse, d_label, d_tp, d_pred, d_target
+
+
+def _tangent_or_none(t: Any) -> Any:
+    return None if isinstance(t, SymbolicZero) else t
+
+
+@functools.partial(_label_statistics.defjvp, symbolic_zeros=True)
+def _label_statistics_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+    x, labels, w = primals
+    out = _statistics_primal(x, labels, w)
+    dx, dw = _tangent_or_none(tangents[0]), _tangent_or_none(tangents[2])
+    if dx is None and dw is None:
+        return out, tuple(jnp.zeros_like(o) for o in out)
+    lse, x_label = out[0], out[1]
+    # Checkpointed: the backward pass recomputes the probabilities instead of keeping a
+    # [B, P, C] residual.
+    tangent = jax.checkpoint(_statistics_tangent)(x, labels, w, lse, x_label, dx, dw)
+    return out, tangent

@@ -1,6 +1,6 @@
-"""Input contract: logits to probabilities, label formats, masks and the dtype policy.
+r"""The input contract, and the statistics every loss reads from the logits, computed once.
 
-All losses accept the same data (see DESIGN.md, "Data contract"):
+All losses accept the same data:
 
 * ``logits``: ``[B, *spatial, C]`` floats (``class_axis`` moves C elsewhere, e.g. ``1`` for NCHW);
   1-D, 2-D and 3-D spatial shapes.
@@ -8,62 +8,30 @@ All losses accept the same data (see DESIGN.md, "Data contract"):
   with the same shape and layout as ``logits``. The dtype decides which, never the rank.
 * ``mask``: ``[B, *spatial]`` bool or float pixel weights; ``ignore_index`` masks one label value.
 
-:func:`prepare` turns them into one canonical, channels-last, spatially flattened form
-(``[B, P, C]`` with ``P`` the number of pixels), in the compute dtype: at least float32, so bf16
-logits from a TPU are never summed in bf16.
+:func:`prepare` validates them and returns one :class:`Inputs`: channels-last, spatially
+flattened (``[B, P, C]`` with ``P`` the number of pixels), in the compute dtype (float32 for
+bf16/f16/f32, so bf16 logits from a TPU are never summed in bf16; float64 stays float64).
+
+An :class:`Inputs` is also where the losses of one call share their work: the log-sum-exp of
+every pixel, the logit of its label, the log-probabilities and the soft overlap sums are
+computed the first time a loss asks for them and handed to every later one. When
+:func:`jaxseg_losses.combine` evaluates cross-entropy and Dice together, both read one
+:func:`jaxseg_losses._fused.label_statistics` call: one log-sum-exp over the class axis, one
+pass forward and one backward.
+
+A label that is neither a class nor ``ignore_index``, on a pixel the mask keeps, gets pixel
+weight NaN (and label 0, so no gather reads out of range): every loss that sums over pixels is
+then NaN in value and gradient, loudly, instead of training on a wrong target.
 """
 
-from typing import Any, NamedTuple
+import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks
-
-
-class Prepared(NamedTuple):
-    """Canonical inputs shared by every loss.
-
-    Attributes:
-      logits: ``[B, P, C]`` logits (or probabilities when ``activation=None``), compute dtype.
-      targets: ``[B, P, C]`` dense targets in the compute dtype (one-hot for integer labels).
-      labels: ``[B, P]`` int32 class indices made safe (ignored pixels set to 0), or ``None``
-        when dense targets were given.
-      weights: ``[B, P]`` pixel weights: the mask times ``labels != ignore_index``.
-      spatial_shape: the original spatial shape, to unflatten per-pixel maps.
-      activation: the validated activation.
-    """
-
-    logits: jax.Array
-    targets: jax.Array
-    labels: jax.Array | None
-    weights: jax.Array
-    spatial_shape: tuple[int, ...]
-    activation: str | None
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[-1]
-
-
-class Canonical(NamedTuple):
-    """Validated, canonical inputs without materialised one-hot targets.
-
-    Exactly one of ``targets`` (``[B, P, C]`` dense float targets) and ``labels`` (``[B, P]``
-    safe int32 class indices) is set; the other fields are as in :class:`Prepared`. Pixel-wise
-    losses gather from integer labels instead of multiplying by a one-hot ``[B, P, C]`` array.
-    """
-
-    logits: jax.Array
-    targets: jax.Array | None
-    labels: jax.Array | None
-    weights: jax.Array
-    spatial_shape: tuple[int, ...]
-    activation: str | None
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[-1]
+from jaxseg_losses import _checks, _fused
 
 
 def compute_dtype(dtype: Any) -> Any:
@@ -73,13 +41,330 @@ def compute_dtype(dtype: Any) -> Any:
     return jnp.dtype(jnp.float64) if jnp.finfo(dtype).bits > 32 else jnp.dtype(jnp.float32)
 
 
-def probabilities(logits: jax.Array, activation: str | None) -> jax.Array:
-    """Maps logits ``[..., C]`` to probabilities with the given activation."""
-    if activation == "softmax":
-        return jax.nn.softmax(logits, axis=-1)
-    if activation == "sigmoid":
-        return jax.nn.sigmoid(logits)
-    return logits
+def safe_log(p: jax.Array) -> jax.Array:
+    """``log p`` clamped below at ``max(-100, ln(tiny) / 2)``: finite value, slope and curvature.
+
+    PyTorch's ``BCELoss`` clamps the log at -100. In float32 the floor must also keep the second
+    derivative ``-1 / p**2`` finite, which sets it at ``sqrt(tiny)`` (``ln`` = -43.7); float64
+    reaches -100.
+    """
+    floor = max(math.sqrt(float(jnp.finfo(p.dtype).tiny)), math.exp(-100.0))
+    return jnp.log(jnp.maximum(p, floor))
+
+
+class Inputs:
+    r"""Validated, canonical inputs of one loss call, with the statistics losses share.
+
+    Built by the library from the user's ``(logits, labels, mask)`` before any loss is computed;
+    a user-defined loss (:func:`jaxseg_losses.define_loss`) reads everything it needs from it.
+    Each statistic below is computed on first use and reused by every later request on the same
+    ``Inputs``, so the terms of a :func:`jaxseg_losses.combine` that need the same thing from
+    the logits compute it once.
+
+    Attributes:
+      logits: ``[B, P, C]`` logits in the compute dtype (probabilities when ``activation`` is
+        None); ``P`` is the number of pixels, ``C`` the number of classes (channels).
+      labels: ``[B, P]`` int32 class indices in ``[0, C)`` (``{0, 1}`` for one channel), made
+        safe (ignored and invalid pixels hold 0), or ``None`` when dense targets were given.
+      targets: ``[B, P, C]`` dense float targets in the compute dtype, or ``None`` for integer
+        labels.
+      weights: ``[B, P]`` pixel weights: the mask, 0 where ``labels == ignore_index``, NaN
+        where a label is neither a class nor ``ignore_index``.
+      spatial_shape: the spatial shape of one sample, to unflatten per-pixel maps.
+      activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        logits: jax.Array,
+        labels: jax.Array | None,
+        targets: jax.Array | None,
+        weights: jax.Array,
+        spatial_shape: tuple[int, ...],
+        activation: str | None,
+    ) -> None:
+        self.logits = logits
+        self.labels = labels
+        self.targets = targets
+        self.weights = weights
+        self.spatial_shape = spatial_shape
+        self.activation = activation
+        self._cache: dict[str, Any] = {}
+        # Which statistics the losses of this call read, when known (see `plan`); None reads as
+        # "anything may be asked for".
+        self._reads: frozenset[str] | None = None
+        self._recording: set[str] | None = None
+
+    @classmethod
+    def prepare(
+        cls,
+        logits: Any,
+        labels: Any,
+        *,
+        activation: str | None = "softmax",
+        class_axis: int = -1,
+        ignore_index: int | None = None,
+        mask: Any = None,
+    ) -> "Inputs":
+        """Validates and canonicalises ``(logits, labels, mask)`` as every loss does.
+
+        Args:
+          logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``).
+          labels: ``[B, *spatial]`` integer class indices or ``[B, *spatial, C]`` dense targets.
+          activation: ``"softmax"``, ``"sigmoid"`` or ``None``.
+          class_axis: the axis of ``logits`` holding the classes.
+          ignore_index: a label value whose pixels count nowhere.
+          mask: ``[B, *spatial]`` bool or float pixel weights.
+
+        Returns:
+          The :class:`Inputs`, e.g. to test a :class:`~jaxseg_losses.LossDefinition` by hand.
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> import jaxseg_losses as jsl
+          >>> inputs = jsl.Inputs.prepare(jnp.zeros((1, 4, 4, 3)), jnp.zeros((1, 4, 4), int))
+          >>> inputs.logits.shape, inputs.weights.shape
+          ((1, 16, 3), (1, 16))
+        """
+        return prepare(
+            logits,
+            labels,
+            activation=activation,
+            class_axis=class_axis,
+            ignore_index=ignore_index,
+            mask=mask,
+        )
+
+    def __repr__(self) -> str:
+        labels = "None" if self.labels is None else f"int32{list(self.labels.shape)}"
+        return (
+            f"Inputs(logits={self.logits.dtype}{list(self.logits.shape)}, labels={labels}, "
+            f"activation={self.activation!r})"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.logits.shape[-1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.logits.shape[0]
+
+    @property
+    def dtype(self) -> Any:
+        """The compute dtype (float32, or float64 under x64)."""
+        return self.logits.dtype
+
+    @property
+    def is_binary(self) -> bool:
+        """Per-channel binary problems: sigmoid, or probabilities with one channel."""
+        return self.activation == "sigmoid" or (self.activation is None and self.num_classes == 1)
+
+    def _once(self, key: str, compute: Callable[[], Any]) -> Any:
+        if self._recording is not None:
+            self._recording.add(key)
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def plan(self, use: Callable[["Inputs"], Any]) -> None:
+        """Learns which statistics ``use`` (the losses of one call) reads, before computing any.
+
+        ``use`` is traced once abstractly (:func:`jax.eval_shape`, no computation, value checks
+        off) on a copy that records what is asked for; this ``Inputs`` then computes only that,
+        with the cheapest kernel for it (cross-entropy alone, for instance, needs no per-class
+        sums, and its gradient then writes the label's entry without a scatter).
+        """
+        probe = self._copy()
+        probe._recording = set()
+        with _checks.value_checks_disabled():
+            jax.eval_shape(lambda: use(probe))
+        self._reads = frozenset(probe._recording)
+
+    def _copy(self) -> "Inputs":
+        return Inputs(
+            logits=self.logits,
+            labels=self.labels,
+            targets=self.targets,
+            weights=self.weights,
+            spatial_shape=self.spatial_shape,
+            activation=self.activation,
+        )
+
+    def _label_statistics(self) -> _fused.LabelStatistics:
+        labels = self.labels
+        assert labels is not None and self.activation == "softmax"
+        class_sums = self._reads is None or "overlap_sums" in self._reads
+        return self._once(
+            "label_statistics",
+            lambda: _fused.label_statistics(
+                self.logits, labels, self.weights, class_sums=class_sums
+            ),
+        )
+
+    def _uses_label_kernel(self) -> bool:
+        return self.activation == "softmax" and self.labels is not None
+
+    # ------------------------------------------------------------------------------------------
+    # Per-pixel statistics.
+
+    def log_sum_exp(self) -> jax.Array:
+        """``[B, P]`` :math:`\\log \\sum_c e^{x_{ic}}` (softmax inputs only)."""
+        if self.activation != "softmax":
+            raise ValueError("log_sum_exp() is defined for activation='softmax' only.")
+        if self._uses_label_kernel():
+            return self._label_statistics().lse[..., 0]
+        return self._once("lse", lambda: _fused.log_sum_exp(self.logits))[..., 0]
+
+    def label_logit(self) -> jax.Array:
+        """``[B, P]`` the logit (or probability) of each pixel's label; integer labels only."""
+        labels = self.labels
+        if labels is None:
+            raise ValueError("label_logit() needs integer labels; dense targets were given.")
+        if self._uses_label_kernel():
+            return self._label_statistics().label_logit[..., 0]
+        return self._once("label_logit", lambda: _fused.at_labels(self.logits, labels))[..., 0]
+
+    def label_log_probability(self) -> jax.Array:
+        """``[B, P]`` :math:`\\log p_{i y_i}` for integer labels and exclusive classes.
+
+        Softmax: the label's logit minus the log-sum-exp (no ``[B, P, C]`` array); probabilities
+        (``activation=None``): the clamped log of the label's probability.
+        """
+        if self.activation == "softmax":
+            return self.label_logit() - self.log_sum_exp()
+        return safe_log(self.label_logit())
+
+    def log_probabilities(self) -> jax.Array:
+        """``[B, P, C]`` :math:`\\log p` (log-softmax, or the clamped log of probabilities).
+
+        For sigmoid inputs, :math:`\\log \\sigma(x)` per channel (see
+        :meth:`binary_log_probabilities`).
+        """
+        if self.activation == "sigmoid":
+            return self.binary_log_probabilities()[0]
+
+        def compute() -> jax.Array:
+            if self.activation == "softmax":
+                return self.logits - self.log_sum_exp()[..., None]
+            return safe_log(self.logits)
+
+        return self._once("log_probabilities", compute)
+
+    def binary_log_probabilities(self) -> tuple[jax.Array, jax.Array]:
+        """``(log p, log(1 - p))`` per channel, ``[B, P, C]`` each, for binary problems.
+
+        Sigmoid: :math:`\\log \\sigma(x)` and :math:`\\log \\sigma(-x)` (exact in log space);
+        probabilities: the clamped logs of :math:`p` and :math:`1 - p`.
+        """
+
+        def compute() -> tuple[jax.Array, jax.Array]:
+            x = self.logits
+            if self.activation == "sigmoid":
+                return jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
+            return safe_log(x), safe_log(1.0 - x)
+
+        return self._once("binary_log_probabilities", compute)
+
+    def probabilities(self) -> jax.Array:
+        """``[B, P, C]`` probabilities (softmax, sigmoid, or the inputs themselves)."""
+
+        def compute() -> jax.Array:
+            if self.activation == "softmax":
+                return jnp.exp(self.log_probabilities())
+            if self.activation == "sigmoid":
+                return jax.nn.sigmoid(self.logits)
+            return self.logits
+
+        return self._once("probabilities", compute)
+
+    def dense_targets(self) -> jax.Array:
+        """``[B, P, C]`` targets: the dense ones, or one-hot rows (``label == 1`` for one
+        channel) of integer labels."""
+
+        def compute() -> jax.Array:
+            if self.targets is not None:
+                return self.targets
+            assert self.labels is not None
+            if self.num_classes == 1:
+                return (self.labels == 1)[..., None].astype(self.dtype)
+            return jax.nn.one_hot(self.labels, self.num_classes, dtype=self.dtype)
+
+        return self._once("dense_targets", compute)
+
+    # ------------------------------------------------------------------------------------------
+    # Per-sample sums.
+
+    def overlap_sums(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        r"""``(TP, Σp, Σg)`` per sample and class, ``[B, C]`` each.
+
+        .. math::
+
+           TP_c = \sum_i w_i\, p_{ic} g_{ic}, \quad \Sigma p_c = \sum_i w_i\, p_{ic}, \quad
+           \Sigma g_c = \sum_i w_i\, g_{ic};
+
+        for dense targets :math:`TP_c = \sum_i w_i \min(p_{ic}, g_{ic})`, the L1 form of the
+        intersection (equal to the product for hard targets, maximal at :math:`p = g` for soft
+        ones). Softmax with integer labels reads the fused kernel (no one-hot array, no stored
+        probabilities).
+        """
+        return self._once("overlap_sums", self._compute_overlap_sums)
+
+    def _compute_overlap_sums(self) -> tuple[jax.Array, jax.Array, jax.Array]:
+        if self._uses_label_kernel() and self.num_classes > 1:
+            s = self._label_statistics()
+            assert s.tp is not None and s.pred_sum is not None and s.target_sum is not None
+            return s.tp, s.pred_sum, s.target_sum
+        probs = self.probabilities()
+        weights = self.weights[..., None]
+        pred_sum = jnp.sum(weights * probs, axis=1)
+        if self.labels is not None and self.num_classes > 1:
+            # Probabilities given (activation=None): p itself is the input, nothing to store;
+            # the label terms are segment sums of the gathered entries.
+            tp = _fused.class_sums(self.weights * self.label_logit(), self.labels, self.num_classes)
+            target_sum = _fused.class_sums(self.weights, self.labels, self.num_classes)
+            return tp, pred_sum, target_sum
+        targets = self.dense_targets()
+        target_sum = jnp.sum(weights * targets, axis=1)
+        if self.targets is not None:
+            # min(p, g) is the L1 form (p + g - |p - g|) / 2; summed directly it is never
+            # negative and does not cancel the large sums of a big image against each other.
+            tp = jnp.sum(weights * jnp.minimum(probs, targets), axis=1)
+        else:
+            tp = jnp.sum(weights * probs * targets, axis=1)
+        return tp, pred_sum, target_sum
+
+    def valid_count(self) -> jax.Array:
+        """``[B]`` the summed pixel weights of each sample (0 when it has no valid pixel)."""
+        return self._once("valid_count", lambda: jnp.sum(self.weights, axis=1))
+
+    # ------------------------------------------------------------------------------------------
+    # Views.
+
+    def pooled(self) -> "Inputs":
+        """The whole batch as one sample: ``[1, B·P, C]`` (for ``aggregate="batch"``)."""
+
+        def flat(x: jax.Array | None) -> jax.Array | None:
+            return None if x is None else x.reshape((1, -1, *x.shape[2:]))
+
+        def compute() -> Inputs:
+            weights = flat(self.weights)
+            assert weights is not None
+            return Inputs(
+                logits=self.logits.reshape(1, -1, self.num_classes),
+                labels=flat(self.labels),
+                targets=flat(self.targets),
+                weights=weights,
+                spatial_shape=(self.batch_size * math.prod(self.spatial_shape),),
+                activation=self.activation,
+            )
+
+        return self._once("pooled", compute)
+
+    def unflatten(self, pixel_map: jax.Array) -> jax.Array:
+        """``[B, P] -> [B, *spatial]``, for per-pixel maps."""
+        return pixel_map.reshape((pixel_map.shape[0], *self.spatial_shape))
 
 
 def prepare(
@@ -90,44 +375,8 @@ def prepare(
     class_axis: int,
     ignore_index: int | None,
     mask: Any,
-) -> Prepared:
-    """Validates and canonicalises ``(logits, labels, mask)``; see the module docstring."""
-    inputs = canonicalize(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    targets = inputs.targets
-    if targets is None:
-        assert inputs.labels is not None
-        dtype = inputs.logits.dtype
-        if inputs.num_classes == 1:
-            targets = (inputs.labels == 1)[..., None].astype(dtype)
-        else:
-            targets = jax.nn.one_hot(inputs.labels, inputs.num_classes, dtype=dtype)
-    return Prepared(
-        logits=inputs.logits,
-        targets=targets,
-        labels=inputs.labels,
-        weights=inputs.weights,
-        spatial_shape=inputs.spatial_shape,
-        activation=inputs.activation,
-    )
-
-
-def canonicalize(
-    logits: Any,
-    labels: Any,
-    *,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    mask: Any,
-) -> Canonical:
-    """Like :func:`prepare`, without one-hot targets for integer labels (pixel-wise losses)."""
+) -> Inputs:
+    """Validates ``(logits, labels, mask)`` and canonicalises them; see the module docstring."""
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     logits = _checks.as_float_array("logits", logits)
     _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, num_classes]")
@@ -154,6 +403,7 @@ def canonicalize(
 
     label_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
     labels = jnp.asarray(labels)
+    invalid = None
     if jnp.issubdtype(labels.dtype, jnp.floating):
         if ignore_index is not None:
             raise ValueError(
@@ -172,7 +422,7 @@ def canonicalize(
             jnp.all((targets >= 0) & (targets <= 1)), "dense `labels` must lie in [0, 1]"
         )
         safe_labels = None
-        valid = None
+        ignored = None
     elif jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
         hint = ""
         if tuple(labels.shape) == tuple(logits.shape):
@@ -185,19 +435,23 @@ def canonicalize(
             raise ValueError(
                 f"activation='sigmoid' with {num_classes} channels is multi-label segmentation and "
                 "needs dense float targets of the logits' shape; got integer labels of shape "
-                f"{tuple(labels.shape)}. Use activation='softmax' for exclusive classes."
+                f"{tuple(labels.shape)}. Use activation='softmax' for exclusive classes; a binary "
+                "loss (such as lovasz_hinge_loss) needs logits with 1 channel."
             )
         flat = labels.reshape(batch, -1).astype(jnp.int32)
-        valid = None if ignore_index is None else flat != ignore_index
-        # Ignored pixels get label 0 *before* any one-hot or gather: a label such as 255 then
-        # never indexes out of range, and its zero weight removes it from every sum.
-        safe_labels = flat if valid is None else jnp.where(valid, flat, 0)
-        in_range = (safe_labels >= 0) & (safe_labels < max(num_classes, 2))
+        ignored = None if ignore_index is None else flat == ignore_index
+        # A single channel is one binary problem: its labels are 0 and 1.
+        num_labels = max(num_classes, 2)
+        in_range = (flat >= 0) & (flat < num_labels)
         _checks.check_values(
-            jnp.all(in_range),
-            f"`labels` must lie in [0, {max(num_classes, 2)}) or equal ignore_index "
+            jnp.all(in_range if ignored is None else in_range | ignored),
+            f"`labels` must lie in [0, {num_labels}) or equal ignore_index "
             f"({ignore_index}); found a label out of range",
         )
+        invalid = ~in_range if ignored is None else ~in_range & ~ignored
+        # Ignored and invalid pixels get label 0 *before* any gather: no index is ever out of
+        # range, and their weight (0, or NaN) says what they are.
+        safe_labels = jnp.where(in_range, flat, 0)
         targets = None
     else:
         raise TypeError(
@@ -215,13 +469,16 @@ def canonicalize(
             raise TypeError(f"`mask` must be bool or numeric weights; got dtype {mask.dtype}.")
         weights = mask.reshape(batch, -1).astype(dtype)
         _checks.check_values(jnp.all(weights >= 0), "`mask` weights must be non-negative")
-    if valid is not None:
-        weights = jnp.where(valid, weights, 0)
+    if ignored is not None:
+        weights = jnp.where(ignored, jnp.zeros((), dtype), weights)
+    if invalid is not None:
+        # Only pixels that would count are loud: a masked pixel is inert whatever its label.
+        weights = jnp.where(invalid & (weights != 0), jnp.full((), jnp.nan, dtype), weights)
 
-    return Canonical(
+    return Inputs(
         logits=flat_logits,
-        targets=targets,
         labels=safe_labels,
+        targets=targets,
         weights=weights,
         spatial_shape=tuple(spatial),
         activation=activation,

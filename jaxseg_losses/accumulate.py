@@ -3,8 +3,9 @@ r"""Exact gradient accumulation: batch-level losses over micro-batches.
 A batch Dice is a ratio of sums over the whole batch. Averaging the losses (or gradients) of K
 micro-batches gives neither its value nor its gradient: the mean of ratios is not the ratio of
 sums, and a micro-batch that holds little foreground weighs as much as one that holds a lot.
-Every loss of this library whose batch value is a smooth function of *additive* sums can still
-be computed exactly, one micro-batch of activations at a time:
+Every loss of this library is described by additive sums and a finishing step
+(:class:`~jaxseg_losses.LossDefinition`), so it can be computed exactly one micro-batch of
+activations at a time:
 
 .. math::
 
@@ -13,306 +14,49 @@ be computed exactly, one micro-batch of activations at a time:
    \Bigl(\frac{\partial F}{\partial S}\Big|_{S = \sum_j s_j}\Bigr)^{\!\top}
    \frac{\partial s_k}{\partial \theta},
 
-where :math:`s_k` are the sums of micro-batch :math:`k` (overlap statistics, sums of pixel losses
-and of pixel weights, sums of per-sample losses and sample counts) and :math:`F` the final ratio.
-:func:`value_and_grad` runs two passes: the first sums :math:`s_k` forward only; the second
-back-propagates each micro-batch through its sums with the cotangent
-:math:`\partial F / \partial S` taken at the full-batch sums (the loss linearised at the
-full-batch statistics). Memory holds one micro-batch of activations at a time; the cost is one
-extra forward pass per micro-batch.
+where :math:`s_k` are the sums of micro-batch :math:`k` (:meth:`CombinedLoss.sums
+<jaxseg_losses.CombinedLoss.sums>`: overlap statistics for batch-pooled terms, and for the
+others the sums of per-sample losses and of their weights) and :math:`F` the finishing step
+(:meth:`~jaxseg_losses.CombinedLoss.finalize`). :func:`value_and_grad` runs two passes: the
+first sums :math:`s_k` forward only; the second back-propagates each micro-batch through its sums
+with the cotangent :math:`\partial F / \partial S` taken at the full-batch sums (the loss
+linearised at the full-batch statistics). Memory holds one micro-batch of activations at a time;
+the cost is one extra forward pass per micro-batch.
 
-Which losses decompose (:func:`additive_loss` accepts them):
-
-* region losses (IoU, Dice, Tversky, generalized Dice) with ``aggregate="batch"``: the sums are
-  the batch's :class:`~jaxseg_losses.OverlapStats`;
-* every loss with ``aggregate="sample"`` and ``reduction="mean"``/``"sum"`` (region losses,
-  Lovász-Softmax, Lovász hinge): a mean of per-sample losses is (sum, count);
-* cross-entropy and focal loss: the weighted mean over valid pixels is (sum of pixel losses,
-  sum of pixel weights), exact when micro-batches hold different numbers of valid pixels.
-
-Not decomposable: the Lovász losses with ``aggregate="batch"`` (one sort over all the batch's
-pixels) and ``reduction="none"`` (a value per sample, not a batch loss).
+Every term of :func:`jaxseg_losses.combine` decomposes, a user's own loss made with
+:func:`jaxseg_losses.define_loss` included, except three, refused with a ``ValueError``: a term
+whose sums are not sums over pixels with ``aggregate="batch"`` (the Lovász losses sort all the
+batch's pixels at once), ``reduction="none"`` (a value per sample, not a batch loss), and a plain
+callable term (its value is opaque).
 """
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _reduce, compose, lovasz, pixelwise, region
-from jaxseg_losses.stats import (
-    OverlapStats,
-    dice_from_stats,
-    iou_from_stats,
-    overlap_stats,
-    tversky_from_stats,
-)
+from jaxseg_losses import _core, compose
 
-__all__ = ["AdditiveLoss", "additive_loss", "value_and_grad"]
+__all__ = ["value_and_grad"]
 
 ArrayLike = jax.typing.ArrayLike
 Sums = Any  # a pytree of arrays that add elementwise
 Parts = dict[str, jax.Array]
 
-_REGION_LOSSES = (
-    region.iou_loss,
-    region.dice_loss,
-    region.tversky_loss,
-    region.generalized_dice_loss,
-)
-_LOVASZ_LOSSES = (lovasz.lovasz_softmax_loss, lovasz.lovasz_hinge_loss)
-_PIXEL_LOSSES = (pixelwise.cross_entropy_loss, pixelwise.focal_loss)
-_ADDITIVE_REDUCTIONS = ("mean", "sum")
 
-
-@dataclasses.dataclass(frozen=True)
-class AdditiveLoss:
-    """A loss that is a function of sums over the batch: ``loss = finalize(sums(batch))``.
-
-    ``sums(logits, labels, *, mask=None)`` returns a pytree of arrays that add across
-    micro-batches, hosts and devices (``jax.tree.map(jnp.add, a, b)``, ``jax.lax.psum``);
-    ``finalize(total)`` returns ``(loss, parts)`` like :func:`jaxseg_losses.combine`. Calling
-    the object on a whole batch is ``finalize(sums(...))``, equal to the combined loss. Build one
-    with :func:`additive_loss`; :func:`value_and_grad` uses the split to accumulate micro-batches
-    exactly.
-
-    Attributes:
-      sums: ``(logits, labels, *, mask=None) -> sums``, the additive statistics of a batch.
-      finalize: ``sums -> (loss, parts)``, the loss of the batch whose statistics these are.
-      names: the names of the terms, in order.
-    """
-
-    sums: Callable[..., Sums]
-    finalize: Callable[[Sums], tuple[jax.Array, Parts]]
-    names: tuple[str, ...]
-
-    def __call__(
-        self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> tuple[jax.Array, Parts]:
-        return self.finalize(self.sums(logits, labels, mask=mask))
-
-
-# ----------------------------------------------------------------------------------------------
-# One term: (sums, finalize) for each decomposable family.
-
-
-@dataclasses.dataclass(frozen=True)
-class _Term:
-    name: str
-    weight: Any
-    sums: Callable[..., Sums]
-    finalize: Callable[[Sums], jax.Array]
-
-
-def _region_score_fn(base: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any]:
-    """The batch loss of a region term as a function of pooled ``[1, C]`` statistics.
-
-    Mirrors the per-sample pipeline of :mod:`jaxseg_losses.region` (per-class loss, class
-    weights, background, class mean; Sudre's weights for generalized Dice); the test suite
-    checks that the two agree for every option.
-    """
-    smooth, log = options["smooth"], options["log"]
-    class_weights = options["class_weights"]
-    include_background = options["include_background"]
-    if base is region.generalized_dice_loss:
-        weight_type = options["weight_type"]
-        _checks.check_choice("weight_type", weight_type, region.GENERALIZED_DICE_WEIGHTS)
-        _checks.check_nonnegative("smooth", smooth)
-
-        def generalized(stats: OverlapStats) -> jax.Array:
-            return region.generalized_dice_from_stats(
-                stats,
-                weight_type=weight_type,
-                smooth=smooth,
-                log=log,
-                class_weights=class_weights,
-                include_background=include_background,
-            )[0]
-
-        return generalized
-
-    def per_class(stats: OverlapStats) -> jax.Array:
-        if base is region.iou_loss:
-            return iou_from_stats(stats, smooth=smooth, log=log)
-        if base is region.dice_loss:
-            return dice_from_stats(stats, smooth=smooth, log=log)
-        return tversky_from_stats(
-            stats,
-            alpha=options["alpha"],
-            beta=options["beta"],
-            gamma=options["gamma"],
-            smooth=smooth,
-            log=log,
-        )
-
-    def class_mean(stats: OverlapStats) -> jax.Array:
-        return _reduce.class_mean(
-            per_class(stats), class_weights=class_weights, include_background=include_background
-        )[0]
-
-    return class_mean
-
-
-def _pixel_sums(
-    base: Callable[..., Any], options: dict[str, Any], data: dict[str, Any]
-) -> Callable[..., Sums]:
-    """``(Σ m·ℓ, Σ m·v)``: the numerator and denominator of a pixel-wise weighted mean."""
-    if base is pixelwise.cross_entropy_loss:
-        pixelwise._check_ce_options(options["label_smoothing"])
-    else:
-        pixelwise._check_focal_options(options["gamma"], options["alpha"])
-
-    def sums(logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None) -> Sums:
-        inputs = pixelwise._canonical(logits, labels, mask=mask, **data)
-        if base is pixelwise.cross_entropy_loss:
-            loss, normaliser = pixelwise._cross_entropy_terms(
-                inputs,
-                class_weights=options["class_weights"],
-                pos_weight=options["pos_weight"],
-                label_smoothing=options["label_smoothing"],
-            )
-        else:
-            loss, normaliser = pixelwise._focal_terms(
-                inputs, gamma=options["gamma"], alpha=options["alpha"]
-            )
-        return jnp.sum(inputs.weights * loss), jnp.sum(inputs.weights * normaliser)
-
-    return sums
-
-
-def _mean_or_sum(reduction: str) -> Callable[[Sums], jax.Array]:
-    def finalize(sums: Sums) -> jax.Array:
-        total, count = sums
-        if reduction == "sum":
-            return total
-        # 0 (with zero gradient) when nothing was counted, as the losses' own means.
-        positive = count > 0
-        return jnp.where(positive, total / jnp.where(positive, count, 1.0), 0.0)
-
-    return finalize
-
-
-def _make_term(
-    name: str,
-    weight: Any,
-    fn: Callable[..., Any],
-    data: dict[str, Any],
-    reduction: str,
-) -> _Term:
-    base, bound = compose._unwrap(fn)
-    options = compose._defaults(base) | bound
-    if base in _PIXEL_LOSSES:
-        return _Term(name, weight, _pixel_sums(base, options, data), _mean_or_sum(reduction))
-    if base not in _REGION_LOSSES and base not in _LOVASZ_LOSSES:
-        raise ValueError(
-            f"Term {name!r} ({getattr(base, '__name__', base)!r}) has no additive decomposition "
-            "known to additive_loss; decomposable terms are the region losses (iou, dice, "
-            "tversky, gdl), cross-entropy, focal, and the Lovász losses with "
-            "aggregate='sample'."
-        )
-    aggregate = options.get("aggregate", "sample")
-    _checks.check_choice("aggregate", aggregate, _checks.AGGREGATES)
-    call_data = dict(data)
-    if base is lovasz.lovasz_hinge_loss:
-        # The hinge reads logits; it has no activation option.
-        call_data.pop("activation")
-    if aggregate == "sample":
-        # A mean of per-sample losses: (Σ_b loss_b, B). Each sample's loss needs only its own
-        # pixels, so micro-batches of whole samples add exactly.
-        def sample_sums(logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None) -> Sums:
-            total = fn(logits, labels, mask=mask, reduction="sum", **call_data)
-            return total, jnp.asarray(jnp.shape(logits)[0], total.dtype)
-
-        return _Term(name, weight, sample_sums, _mean_or_sum(reduction))
-    if base in _LOVASZ_LOSSES:
-        raise ValueError(
-            f"Term {name!r}: the Lovász loss with aggregate='batch' sorts the errors of all the "
-            "batch's pixels at once, which is not a function of additive sums; use "
-            "aggregate='sample' to accumulate micro-batches."
-        )
-    score = _region_score_fn(base, options)
-
-    def batch_stats(logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None) -> Sums:
-        return overlap_stats(logits, labels, mask=mask, aggregate="batch", **data)
-
-    return _Term(name, weight, batch_stats, score)
-
-
-def additive_loss(
-    terms: str | Mapping[str, Any],
-    *,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-) -> AdditiveLoss:
-    r"""Builds a combined loss split into additive batch sums and a final function of them.
-
-    Same terms and data options as :func:`jaxseg_losses.combine`; the result computes the same
-    ``(loss, parts)``, and also exposes the split that makes the loss exact over micro-batches,
-    hosts or devices: with :math:`s_k` the sums of part :math:`k` of a batch,
-
-    .. math::
-
-       L = \sum_t \lambda_t F_t\Bigl(\sum_k s_{t,k}\Bigr)
-
-    where :math:`F_t` is a ratio of pooled :math:`TP, FP, FN` for a batch-aggregated region
-    term, :math:`\sum_i m_i \ell_i / \sum_i m_i v_i` for cross-entropy and focal, and
-    :math:`\sum_b \ell_b / B` for a sample-aggregated term.
-
-    Args:
-      terms: ``{name: weight}`` for registered names, ``{name: fn}`` or ``{name: (weight, fn)}``
-        with a library loss (options bound by ``functools.partial``, e.g.
-        ``functools.partial(jsl.dice_loss, aggregate="batch")``), or a string ``"ce+dice"``.
-        A term without a decomposition (Lovász with ``aggregate="batch"``, a loss this module
-        does not know) raises ``ValueError``.
-      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for every term.
-      class_axis: the class axis of ``logits``, for every term.
-      ignore_index: a label value whose pixels count nowhere, for every term.
-      reduction: ``"mean"`` or ``"sum"`` (a per-sample ``"none"`` is not a batch loss).
-
-    Returns:
-      An :class:`AdditiveLoss`: ``loss.sums(logits, labels, mask=None)`` gives the additive
-      statistics (a pytree of float32 arrays), ``loss.finalize(sums)`` gives ``(total, parts)``,
-      and ``loss(logits, labels, mask=None)`` both at once.
-
-    Examples:
-      >>> import functools, jax, jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> loss = jsl.additive_loss(
-      ...     {"dice": (1.0, functools.partial(jsl.dice_loss, aggregate="batch")), "ce": 1.0})
-      >>> logits = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-      >>> labels = jax.random.randint(jax.random.key(1), (4, 8, 8), 0, 3)
-      >>> halves = [jax.jit(loss.sums)(logits[i::2], labels[i::2]) for i in range(2)]
-      >>> total, parts = jax.jit(loss.finalize)(jax.tree.map(jnp.add, *halves))
-      >>> whole, _ = jax.jit(loss)(logits, labels)
-      >>> print(f"{total:.4f} {whole:.4f}")
-      2.1340 2.1340
-
-    References:
-      Isensee et al., "nnU-Net", Nature Methods 2021 (batch Dice).
-    """
-    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
-    _checks.check_choice("reduction", reduction, _ADDITIVE_REDUCTIONS)
-    data = {"activation": activation, "class_axis": class_axis, "ignore_index": ignore_index}
-    built = [
-        _make_term(name, weight, fn, data, reduction)
-        for name, weight, fn, _ in compose._normalise_terms(terms)
-    ]
-
-    def sums(logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None) -> Sums:
-        return {term.name: term.sums(logits, labels, mask=mask) for term in built}
-
-    def finalize(total: Sums) -> tuple[jax.Array, Parts]:
-        parts = {term.name: term.finalize(total[term.name]) for term in built}
-        value = built[0].weight * parts[built[0].name]
-        for term in built[1:]:
-            value = value + term.weight * parts[term.name]
-        return value, parts
-
-    return AdditiveLoss(sums=sums, finalize=finalize, names=tuple(t.name for t in built))
+def _as_combined(loss: Any) -> compose.CombinedLoss:
+    """A :class:`~jaxseg_losses.CombinedLoss`, or one made of a single loss function."""
+    if isinstance(loss, compose.CombinedLoss):
+        return loss
+    if callable(loss) and _core.is_described(loss):
+        base, _ = _core.unwrap(loss)
+        return compose.combine({base.__name__: loss})
+    raise TypeError(
+        "`loss` must be a CombinedLoss from jsl.combine(...), or a loss made by "
+        f"jsl.define_loss (such as jsl.dice_loss, or a partial of one); got "
+        f"{type(loss).__name__}."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,7 +99,7 @@ def value_and_grad(
     inputs: Any,
     labels: ArrayLike,
     *,
-    loss: AdditiveLoss,
+    loss: Any,
     num_microbatches: int,
     mask: ArrayLike | None = None,
     axis_name: Any = None,
@@ -402,7 +146,9 @@ def value_and_grad(
       params: the pytree to differentiate (floating-point leaves).
       inputs: an array or pytree of arrays ``[B, ...]``, the model's input batch.
       labels: ``[B, *spatial]`` integer labels or ``[B, *spatial, C]`` dense targets.
-      loss: an :class:`AdditiveLoss` from :func:`additive_loss`.
+      loss: a :class:`~jaxseg_losses.CombinedLoss` from :func:`jaxseg_losses.combine`, or one
+        loss function (a library loss, a ``functools.partial`` of one, or a loss made by
+        :func:`jaxseg_losses.define_loss`).
       num_microbatches: :math:`K`, a static positive divisor of the batch size ``B``.
       mask: ``[B, *spatial]`` optional pixel weights.
       axis_name: inside ``shard_map``/``pmap``, the device axis over which the statistics and
@@ -417,7 +163,7 @@ def value_and_grad(
       >>> import functools, jax, jax.numpy as jnp
       >>> import jaxseg_losses as jsl
       >>> batch_dice = functools.partial(jsl.dice_loss, aggregate="batch")
-      >>> loss = jsl.additive_loss({"ce": 1.0, "dice": (1.0, batch_dice)})
+      >>> loss = jsl.combine({"ce": 1.0, "dice": (1.0, batch_dice)})
       >>> def apply_fn(w, x):                  # a 1x1 convolution: [B, H, W, 2] -> 3 classes
       ...     return x @ w
       >>> w = jax.random.normal(jax.random.key(0), (2, 3))
@@ -438,11 +184,10 @@ def value_and_grad(
       Isensee et al., "nnU-Net", Nature Methods 2021 (batch Dice, and the all-gather it needs
       across devices).
     """
-    if not isinstance(loss, AdditiveLoss):
-        raise TypeError(
-            "`loss` must be an AdditiveLoss from jsl.additive_loss(...), whose statistics add "
-            f"across micro-batches; got {type(loss).__name__}."
-        )
+    loss = _as_combined(loss)
+    loss.check_decomposable()
+    if axis_name is None:
+        axis_name = loss.axis_name
     if (
         isinstance(num_microbatches, bool)
         or not isinstance(num_microbatches, int)

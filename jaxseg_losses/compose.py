@@ -1,25 +1,30 @@
 r"""Combining losses: weighted sums of named terms that report each part.
 
 Region losses alone train unstably; the usual recipe adds a pixel-wise term (nnU-Net trains on
-Dice + CE). :func:`combine` builds one loss function from named, weighted terms:
+Dice + CE). :func:`combine` builds one loss from named, weighted terms,
 
 .. math::
 
-   L = \sum_k \lambda_k L_k(\text{logits}, \text{labels})
+   L = \sum_k \lambda_k L_k(\text{logits}, \text{labels}),
 
-and returns ``(total, parts)`` with ``parts[name]`` the unweighted value of each term, ready for
-``nnx.value_and_grad(loss_fn, has_aux=True)`` and for logging.
+a :class:`CombinedLoss` that returns ``(total, parts)`` with ``parts[name]`` the unweighted
+value of each term, ready for ``nnx.value_and_grad(loss_fn, has_aux=True)`` and for logging.
 
 The options that describe the data (``activation``, ``class_axis``, ``ignore_index``, the
 ``mask`` of each call) and how to reduce it (``axis_name``, ``reduction``) are given once and
-passed identically to every term; a term cannot quietly disagree about which pixels count.
-Options of one term (Dice smoothing, CE class weights, focal γ) belong to that term, through
-``functools.partial``.
+apply identically to every term; a term cannot quietly disagree about which pixels count.
+Options of one term (Dice smoothing, CE class weights, focal γ, ``aggregate``) belong to that
+term, through ``functools.partial``.
 
-With ``activation="softmax"`` the softmax is computed once for all terms of this library: the
-combinator computes :math:`\log p = \mathrm{log\_softmax}(x)` and :math:`p = \exp(\log p)` once,
-in float32, and hands region terms the probabilities and pixel-wise terms the log-probabilities.
-(XLA does not merge the separate softmax of each term by itself.)
+Every term made by :func:`~jaxseg_losses.define_loss` (all the library's losses, and a user's
+own) is evaluated from its description on one shared :class:`~jaxseg_losses.Inputs`: what
+several terms need from the logits (the log-sum-exp of each pixel, its label's logit, the
+per-class probability sums) is computed once, in one pass over the logits forward and one
+backward, without storing probabilities. The same description splits the combination into
+additive sums and a finishing step (:meth:`CombinedLoss.sums`, :meth:`CombinedLoss.finalize`),
+which is how :func:`jaxseg_losses.accumulate.value_and_grad` adds micro-batches exactly. A plain
+callable is accepted as a term too: it is called with the shared options and its value used as
+it is (nothing shared, not decomposable).
 
 Terms can be named in a short string (``"ce+dice"``, ``"ce:1,iou:0.5"``), which is how the
 examples' ``--loss`` flag is parsed; :func:`register_loss` adds a name.
@@ -27,70 +32,35 @@ examples' ``--loss`` flag is parsed; :func:`register_loss` adds a name.
 
 import dataclasses
 import functools
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _inputs, lovasz, pixelwise, region
+from jaxseg_losses import _checks, _core, lovasz, pixelwise, region
 
 ArrayLike = jax.typing.ArrayLike
-LossFn = Callable[..., jax.Array]
-CombinedLoss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
-
-# Options every term receives from the combinator, never from its own partial.
-SHARED_OPTIONS = ("activation", "class_axis", "ignore_index", "mask", "axis_name", "reduction")
-
+LossFn = Callable[..., Any]
+Parts = dict[str, jax.Array]
 
 # ----------------------------------------------------------------------------------------------
 # Registry of named terms.
 
-
-@dataclasses.dataclass(frozen=True)
-class _Entry:
-    fn: LossFn
-    # How the term consumes a shared softmax: "probabilities" (called with p and
-    # activation=None), "log_probabilities" (an internal log-softmax entry point) or "logits".
-    takes: str
+_REGISTRY: dict[str, LossFn] = {}
 
 
-_REGISTRY: dict[str, _Entry] = {}
-_TAKES = ("logits", "probabilities")
-
-# Library functions with a log-softmax entry point: (public function, internal twin).
-_LOG_PROB_TWINS: dict[LossFn, LossFn] = {
-    pixelwise.cross_entropy_loss: pixelwise._cross_entropy_loss,
-    pixelwise.focal_loss: pixelwise._focal_loss,
-}
-# Library functions that compute the same result from probabilities with activation=None.
-_PROBABILITY_FNS: set[LossFn] = {
-    region.iou_loss,
-    region.dice_loss,
-    region.tversky_loss,
-    region.generalized_dice_loss,
-    lovasz.lovasz_softmax_loss,
-}
-
-
-def register_loss(
-    name: str, fn: LossFn, *, takes: str = "logits", overwrite: bool = False
-) -> LossFn:
+def register_loss(name: str, fn: LossFn, *, overwrite: bool = False) -> LossFn:
     """Registers a loss under a short name for :func:`parse_loss_spec` and :func:`combine`.
 
-    ``fn`` must accept ``(logits, labels, *, activation, class_axis, ignore_index, mask,
-    axis_name, reduction)`` like every loss of this library; bind its own options with
-    ``functools.partial``.
+    ``fn`` is a loss made by :func:`jaxseg_losses.define_loss` (possibly a ``functools.partial``
+    binding its own options), or any callable that accepts ``(logits, labels, *, activation,
+    class_axis, ignore_index, mask, axis_name, reduction)``.
 
     Args:
       name: a lowercase identifier (letters, digits, ``_``), e.g. ``"lovasz"``.
       fn: the loss function.
-      takes: ``"logits"`` (default), or ``"probabilities"`` when ``fn(p, labels,
-        activation=None)`` equals ``fn(logits, labels, activation="softmax")`` for
-        ``p = softmax(logits)``: the combinator then shares one softmax with it.
       overwrite: replace an existing registration instead of raising.
 
     Returns:
@@ -99,8 +69,7 @@ def register_loss(
     Examples:
       >>> import functools
       >>> import jaxseg_losses as jsl
-      >>> _ = jsl.register_loss(
-      ...     "soft_dice", functools.partial(jsl.dice_loss, smooth=1e-5), takes="probabilities")
+      >>> _ = jsl.register_loss("soft_dice", functools.partial(jsl.dice_loss, smooth=1e-5))
       >>> sorted(jsl.parse_loss_spec("ce+soft_dice"))
       ['ce', 'soft_dice']
     """
@@ -108,12 +77,11 @@ def register_loss(
         raise ValueError(f"`name` must be a lowercase identifier such as 'lovasz'; got {name!r}.")
     if not callable(fn):
         raise TypeError(f"`fn` must be callable; got {type(fn).__name__} {fn!r}.")
-    _checks.check_choice("takes", takes, _TAKES)
     if name in _REGISTRY and not overwrite:
         raise ValueError(
             f"A loss named {name!r} is already registered; pass overwrite=True to replace it."
         )
-    _REGISTRY[name] = _Entry(fn=fn, takes=takes)
+    _REGISTRY[name] = fn
     return fn
 
 
@@ -148,7 +116,7 @@ def get_loss(name: str) -> LossFn:
     if name not in _REGISTRY:
         known = ", ".join(registered_losses())
         raise ValueError(f"Unknown loss {name!r}; registered losses are: {known}.")
-    return _REGISTRY[name].fn
+    return _REGISTRY[name]
 
 
 def parse_loss_spec(spec: str) -> dict[str, tuple[float, LossFn]]:
@@ -198,24 +166,8 @@ def parse_loss_spec(spec: str) -> dict[str, tuple[float, LossFn]]:
 # The combinator.
 
 
-def _unwrap(fn: LossFn) -> tuple[LossFn, dict[str, Any]]:
-    """``functools.partial(f, **kw)`` -> ``(f, kw)``, nested partials flattened."""
-    keywords: dict[str, Any] = {}
-    while isinstance(fn, functools.partial):
-        if fn.args:
-            raise ValueError(
-                f"A term's partial may bind keyword options only, not positional arguments; "
-                f"got {fn!r}."
-            )
-        keywords = {**fn.keywords, **keywords}
-        fn = fn.func
-    return fn, keywords
-
-
-def _normalise_terms(
-    terms: str | Mapping[str, Any],
-) -> list[tuple[str, Any, LossFn, str]]:
-    """``(name, weight, fn, takes)`` for each term, validated."""
+def _named_terms(terms: str | Mapping[str, Any]) -> list[tuple[str, Any, LossFn]]:
+    """``(name, weight, fn)`` for each term, validated."""
     if isinstance(terms, str):
         terms = parse_loss_spec(terms)
     if not isinstance(terms, Mapping) or not terms:
@@ -223,63 +175,125 @@ def _normalise_terms(
             "`terms` must be a non-empty mapping such as {'ce': 1.0, 'dice': 1.0} or a string "
             f"such as 'ce+dice'; got {terms!r}."
         )
-    normalised = []
+    named = []
     for name, value in terms.items():
         if not isinstance(name, str):
             raise TypeError(f"Term names must be strings; got {name!r}.")
         if isinstance(value, tuple) and len(value) == 2 and callable(value[1]):
             weight, fn = value
-            takes = "logits"
         elif callable(value):
-            weight, fn, takes = 1.0, value, "logits"
+            weight, fn = 1.0, value
         elif isinstance(value, numbers.Real | jax.Array) and not isinstance(value, bool):
             weight, fn = value, get_loss(name)
-            takes = _REGISTRY[name].takes
         else:
             raise TypeError(
                 f"Term {name!r} must be a weight (for a registered name), a loss function, or a "
                 f"(weight, loss function) pair; got {value!r}."
             )
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real | jax.Array):
-            raise TypeError(f"The weight of term {name!r} must be a number; got {weight!r}.")
-        fn = cast(LossFn, fn)
-        for entry in _REGISTRY.values():
-            if entry.fn is fn:
-                takes = entry.takes
-        base, bound = _unwrap(fn)
-        clash = sorted(set(bound) & set(SHARED_OPTIONS))
-        if clash:
-            raise ValueError(
-                f"Term {name!r} binds {', '.join(clash)} itself; data options are given once to "
-                "combine() (and mask to each call) so that every term sees the same pixels."
-            )
-        if base in _PROBABILITY_FNS:
-            takes = "probabilities"
-        if base in _LOG_PROB_TWINS:
-            takes = "log_probabilities"
-        normalised.append((name, weight, fn, takes))
-    return normalised
+        _core.check_weight(name, weight)
+        named.append((name, weight, fn))
+    return named
 
 
-def _shared_softmax(logits: ArrayLike, class_axis: int) -> tuple[jax.Array, jax.Array]:
-    """``(log p, p)`` in the compute dtype, with the input checks the terms would make."""
-    x = _checks.as_float_array("logits", logits)
-    _checks.check_min_rank("logits", x, 2, "[batch, *spatial, num_classes]")
-    axis = _checks.normalize_axis("class_axis", class_axis, x.ndim)
-    if axis == 0:
-        raise ValueError("`class_axis` cannot be the batch axis 0; logits are [B, *spatial, C].")
-    if x.shape[axis] < 2:
-        raise ValueError(
-            f"activation='softmax' needs at least 2 classes along `class_axis`; got logits of "
-            f"shape {tuple(x.shape)}. For binary segmentation with one channel use "
-            "activation='sigmoid'."
+@dataclasses.dataclass(frozen=True, eq=False)
+class CombinedLoss:
+    """A weighted sum of loss terms with shared data options, made by :func:`combine`.
+
+    Calling it, ``loss_fn(logits, labels, *, mask=None)``, returns ``(total, parts)``. The same
+    loss also splits into additive sums and a finishing step, so that it is exact over
+    micro-batches, hosts and devices: ``loss_fn.finalize(loss_fn.sums(batch))`` is the call on
+    the whole batch, and the sums of several parts of a batch add
+    (``jax.tree.map(jnp.add, a, b)``, ``jax.lax.psum``) to the sums of their union.
+
+    Attributes:
+      terms: the bound terms, in order.
+      activation: the activation of every term.
+      class_axis: the class axis of ``logits``.
+      ignore_index: the label value whose pixels count nowhere.
+      axis_name: a mapped device axis over which the sums are added.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    terms: tuple[_core.Term, ...]
+    activation: str | None
+    class_axis: int
+    ignore_index: int | None
+    axis_name: Any
+    reduction: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the terms, in order."""
+        return tuple(term.name for term in self.terms)
+
+    def __call__(
+        self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> tuple[jax.Array, Parts]:
+        return _core.evaluate(
+            self.terms,
+            logits,
+            labels,
+            mask=mask,
+            activation=self.activation,
+            class_axis=self.class_axis,
+            ignore_index=self.ignore_index,
+            axis_name=self.axis_name,
+            reduction=self.reduction,
         )
-    x = x.astype(_inputs.compute_dtype(x.dtype))
-    # One exponential serves both outputs: p = e / s and log p = (x - max) - log s.
-    shifted = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    exp_shifted = jnp.exp(shifted)
-    total = jnp.sum(exp_shifted, axis=axis, keepdims=True)
-    return shifted - jnp.log(total), exp_shifted / total
+
+    def check_decomposable(self) -> None:
+        """Raises ``ValueError`` unless every term is a function of additive batch sums."""
+        if self.reduction == "none":
+            raise ValueError(
+                "reduction='none' gives one value per sample, not a loss of the batch: it "
+                "cannot be split into additive sums; use reduction='mean' or 'sum'."
+            )
+        for term in self.terms:
+            if term.definition is None:
+                raise ValueError(
+                    f"Term {term.name!r} is a plain function: its value cannot be split into "
+                    "additive sums. Define it with jsl.define_loss (a LossDefinition of sums and "
+                    "a finishing step) to accumulate it."
+                )
+            if term.aggregate == "batch" and not term.definition.pools:
+                raise ValueError(
+                    f"Term {term.name!r} with aggregate='batch' is a function of all the "
+                    "batch's pixels at once (e.g. the Lovász losses sort them), not of additive "
+                    "sums; use aggregate='sample' to accumulate micro-batches."
+                )
+
+    def sums(
+        self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
+    ) -> dict[str, Any]:
+        """The additive statistics of a batch: a pytree of float arrays, one entry per term.
+
+        Args:
+          logits: ``[B, *spatial, C]`` logits of (part of) a batch.
+          labels: ``[B, *spatial]`` integer labels or ``[B, *spatial, C]`` dense targets.
+          mask: ``[B, *spatial]`` optional pixel weights.
+
+        Returns:
+          The sums; those of several parts of a batch add up to those of the whole batch.
+        """
+        self.check_decomposable()
+        return _core.collect_sums(
+            self.terms,
+            logits,
+            labels,
+            mask=mask,
+            activation=self.activation,
+            class_axis=self.class_axis,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
+
+    def finalize(self, sums: Mapping[str, Any]) -> tuple[jax.Array, Parts]:
+        """``(total, parts)`` of the batch whose :meth:`sums` (added over its parts) these are."""
+        parts = {
+            term.name: _core.term_value(term, sums[term.name], self.reduction)
+            for term in self.terms
+        }
+        return _core.weighted_total(self.terms, parts), parts
 
 
 def combine(
@@ -291,31 +305,35 @@ def combine(
     axis_name: Any = None,
     reduction: str = "mean",
 ) -> CombinedLoss:
-    r"""Combines weighted loss terms into one function returning ``(total, parts)``.
+    r"""Combines weighted loss terms into one loss returning ``(total, parts)``.
 
     .. math::
 
        L = \sum_k \lambda_k L_k, \qquad \mathrm{parts}[k] = L_k
 
-    Each term is called as ``fn(logits, labels, activation=..., class_axis=..., ignore_index=...,
-    mask=..., axis_name=..., reduction=...)`` with the same data options, so CE and Dice agree on
+    Every term sees the same data options (``activation``, ``class_axis``, ``ignore_index``,
+    the call's ``mask``) and the same ``axis_name`` and ``reduction``, so CE and Dice agree on
     the pixels that count (unlike MONAI's ``DiceCELoss``, whose halves read some options
-    differently). With ``activation="softmax"`` the softmax is computed once for all library
-    terms (see the module docstring).
+    differently). Terms described by :func:`~jaxseg_losses.define_loss` share what they read
+    from the logits (one log-sum-exp per pixel for CE + Dice), and the result splits into
+    additive sums for micro-batch accumulation (:class:`CombinedLoss`).
 
     Args:
       terms: ``{name: weight}`` for registered names (``"ce"``, ``"dice"``, ...), ``{name: fn}``
-        (weight 1) or ``{name: (weight, fn)}`` for any loss function (bind its own options with
-        ``functools.partial``), or a string such as ``"ce+dice"`` / ``"ce:1,dice:0.5"``.
-      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for every term.
+        (weight 1) or ``{name: (weight, fn)}`` for any loss function (bind its own options,
+        ``aggregate`` included, with ``functools.partial``), or a string such as ``"ce+dice"`` /
+        ``"ce:1,dice:0.5"``.
+      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for every term (a term with a
+        fixed activation, such as the Lovász hinge on raw logits, keeps its own).
       class_axis: the class axis of ``logits``, for every term.
       ignore_index: a label value whose pixels count nowhere, for every term.
       axis_name: a mapped device axis, for every term.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"``, for every term.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``), for every term.
 
     Returns:
-      ``loss_fn(logits, labels, *, mask=None) -> (total, parts)``: ``total`` a float32 scalar
-      (``[B]`` with ``reduction="none"``) and ``parts`` a dict of each term's unweighted value.
+      A :class:`CombinedLoss`, ``loss_fn(logits, labels, *, mask=None) -> (total, parts)``:
+      ``total`` a float32 scalar (``[B]`` with ``reduction="none"``) and ``parts`` a dict of
+      each term's unweighted value.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -333,79 +351,20 @@ def combine(
     """
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
-    normalised = _normalise_terms(terms)
-    shared = {
-        "class_axis": class_axis,
-        "ignore_index": ignore_index,
-        "axis_name": axis_name,
-        "reduction": reduction,
-    }
-    share_softmax = activation == "softmax" and any(
-        takes != "logits" for _, _, _, takes in normalised
+    bound = tuple(
+        _core.bind_term(
+            name, weight, fn, activation=activation, reduction=reduction, axis_name=axis_name
+        )
+        for name, weight, fn in _named_terms(terms)
     )
-
-    def combined_loss(
-        logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        log_probs = probs = None
-        if share_softmax:
-            log_probs, probs = _shared_softmax(logits, class_axis)
-        parts: dict[str, jax.Array] = {}
-        total = None
-        for name, weight, fn, takes in normalised:
-            if share_softmax and takes == "probabilities":
-                value = fn(probs, labels, activation=None, mask=mask, **shared)
-            elif share_softmax and takes == "log_probabilities":
-                base, bound = _unwrap(fn)
-                twin = _LOG_PROB_TWINS[base]
-                options = _defaults(base) | bound
-                value = twin(
-                    log_probs,
-                    labels,
-                    **(options | shared),
-                    activation=pixelwise.LOG_SOFTMAX,
-                    mask=mask,
-                )
-            elif _accepts_activation(fn):
-                value = fn(logits, labels, activation=activation, mask=mask, **shared)
-            else:
-                # A loss with its activation built in (the Lovász hinge reads logits).
-                value = fn(logits, labels, mask=mask, **shared)
-            parts[name] = value
-            term = weight * value
-            total = term if total is None else total + term
-        assert total is not None
-        return total, parts
-
-    combined_loss.__doc__ = (
-        "Weighted sum of "
-        + " + ".join(f"{w!r} * {name}" for name, w, _, _ in normalised)
-        + "; returns (total, parts)."
+    return CombinedLoss(
+        terms=bound,
+        activation=activation,
+        class_axis=class_axis,
+        ignore_index=ignore_index,
+        axis_name=axis_name,
+        reduction=reduction,
     )
-    return combined_loss
-
-
-def _accepts_activation(fn: LossFn) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return True
-    return "activation" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
-
-@functools.cache
-def _default_options(fn: LossFn) -> tuple[tuple[str, Any], ...]:
-    return tuple(
-        (name, p.default)
-        for name, p in inspect.signature(fn).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in SHARED_OPTIONS
-    )
-
-
-def _defaults(fn: LossFn) -> dict[str, Any]:
-    return dict(_default_options(fn))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,7 +436,7 @@ def dice_ce_loss(
     reduction: str = "mean",
     return_parts: bool = False,
 ) -> Any:
-    r"""Computes Dice + cross-entropy, the nnU-Net recipe, with one softmax.
+    r"""Computes Dice + cross-entropy, the nnU-Net recipe, with one pass over the logits.
 
     .. math::
 
@@ -541,7 +500,7 @@ def dice_focal_loss(
     reduction: str = "mean",
     return_parts: bool = False,
 ) -> Any:
-    r"""Computes Dice + focal loss, with one softmax.
+    r"""Computes Dice + focal loss, with one pass over the logits.
 
     .. math::
 
@@ -604,7 +563,7 @@ def iou_ce_loss(
     reduction: str = "mean",
     return_parts: bool = False,
 ) -> Any:
-    r"""Computes soft IoU (Jaccard) + cross-entropy, with one softmax.
+    r"""Computes soft IoU (Jaccard) + cross-entropy, with one pass over the logits.
 
     .. math::
 
@@ -647,16 +606,15 @@ def iou_ce_loss(
 
 
 def _register_builtins() -> None:
-    probabilities = "probabilities"
     register_loss("ce", pixelwise.cross_entropy_loss)
     register_loss("focal", pixelwise.focal_loss)
-    register_loss("dice", region.dice_loss, takes=probabilities)
-    register_loss("log_dice", functools.partial(region.dice_loss, log=True), takes=probabilities)
-    register_loss("iou", region.iou_loss, takes=probabilities)
-    register_loss("log_iou", functools.partial(region.iou_loss, log=True), takes=probabilities)
-    register_loss("tversky", region.tversky_loss, takes=probabilities)
-    register_loss("gdl", region.generalized_dice_loss, takes=probabilities)
-    register_loss("lovasz", lovasz.lovasz_softmax_loss, takes=probabilities)
+    register_loss("dice", region.dice_loss)
+    register_loss("log_dice", functools.partial(region.dice_loss, log=True))
+    register_loss("iou", region.iou_loss)
+    register_loss("log_iou", functools.partial(region.iou_loss, log=True))
+    register_loss("tversky", region.tversky_loss)
+    register_loss("gdl", region.generalized_dice_loss)
+    register_loss("lovasz", lovasz.lovasz_softmax_loss)
     register_loss("lovasz_hinge", lovasz.lovasz_hinge_loss)
 
 

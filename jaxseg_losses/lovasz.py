@@ -47,7 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg_losses import _checks, _inputs, _reduce
+from jaxseg_losses import _checks
+from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._inputs import Inputs
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -126,31 +128,21 @@ def _descending_order(errors: jax.Array, valid: jax.Array) -> jax.Array:
 
 
 def _per_class_lovasz(
-    errors: jax.Array,
-    foreground: jax.Array,
-    valid: jax.Array,
-    *,
-    aggregate: str,
-    hinge: bool,
+    errors: jax.Array, foreground: jax.Array, valid: jax.Array, *, hinge: bool
 ) -> tuple[jax.Array, jax.Array]:
-    """``[B, P, K]`` errors and foreground, ``[B, P]`` valid -> loss and count, each ``[N, K]``.
+    """``[B, P, K]`` errors and foreground, ``[B, P]`` valid -> loss and count, each ``[B, K]``.
 
-    ``N`` is ``B`` for ``aggregate="sample"`` and 1 for ``"batch"`` (all pixels of the batch
-    pooled per class).
+    (``aggregate="batch"`` hands in the batch as one sample, ``B = 1``.)
     """
-    if aggregate == "batch":
-        errors, foreground, valid = (
-            x.reshape((1, -1, *x.shape[2:])) for x in (errors, foreground, valid)
-        )
-    # Rows of [N, K, P]: one sort per (sample, class) over the contiguous pixel axis.
+    # Rows of [B, K, P]: one sort per (sample, class) over the contiguous pixel axis.
     errors, foreground = (jnp.swapaxes(x, 1, 2) for x in (errors, foreground))
     valid = jnp.broadcast_to(valid[:, None, :], errors.shape)
     return _lovasz_rows(errors, foreground, valid, hinge=hinge)
 
 
-def _foreground(inputs: _inputs.Prepared, valid: jax.Array) -> jax.Array:
+def _foreground(inputs: Inputs, valid: jax.Array) -> jax.Array:
     """``[B, P, C]`` foreground indicator, zero at excluded pixels: int32 for integer labels."""
-    targets = inputs.targets
+    targets = inputs.dense_targets()
     if inputs.labels is not None:
         # Integer counts keep the cumulative sums exact beyond float32's 2**24.
         targets = targets.astype(jnp.int32)
@@ -173,19 +165,10 @@ def _class_selection(classes: Any, num_classes: int) -> tuple[int, ...] | None:
     return _checks.class_indices("classes", classes, num_classes)
 
 
+@define_loss
 def lovasz_softmax_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    classes: str | tuple[int, ...] | list[int] = "present",
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+    *, classes: str | tuple[int, ...] | list[int] = "present"
+) -> LossDefinition:
     r"""Computes the Lovász-Softmax loss, the convex surrogate of 1 − IoU per class.
 
     For each class, the per-pixel errors of the predicted probability are sorted in decreasing
@@ -269,49 +252,38 @@ def lovasz_softmax_loss(
       Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
       2018.
     """
-    _check_lovasz_options(reduction, aggregate, axis_name)
-    inputs = _inputs.prepare(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    selected = _class_selection(classes, inputs.num_classes)
-    valid = inputs.weights > 0
-    probs = _inputs.probabilities(inputs.logits, inputs.activation)
-    foreground = _foreground(inputs, valid)
-    if selected is not None:
-        # Only the listed classes are sorted: the sort dominates the cost.
-        index = np.asarray(selected)
-        probs, foreground = probs[..., index], foreground[..., index]
-    errors = jnp.abs(foreground.astype(probs.dtype) - probs)
-    per_class, count = _per_class_lovasz(
-        errors, foreground, valid, aggregate=aggregate, hinge=False
-    )
-    if classes == "present":
-        present = (count > 0).astype(per_class.dtype)
-        # A sample without any present class has no term to average: loss 0, as in the reference.
-        per_sample = jnp.sum(present * per_class, axis=-1) / jnp.maximum(
-            jnp.sum(present, axis=-1), 1.0
+    if isinstance(classes, str) and classes not in CLASS_SETS:
+        raise ValueError(
+            f"`classes` must be 'present', 'all' or a list of class indices; got {classes!r}."
         )
-    else:
-        per_sample = jnp.mean(per_class, axis=-1)
-    return _reduce.batch_reduce(per_sample, reduction, axis_name=axis_name)
+
+    def sums(inputs: Inputs) -> dict[str, jax.Array]:
+        selected = _class_selection(classes, inputs.num_classes)
+        valid = inputs.weights > 0
+        probs = inputs.probabilities()
+        foreground = _foreground(inputs, valid)
+        if selected is not None:
+            # Only the listed classes are sorted: the sort dominates the cost.
+            index = np.asarray(selected)
+            probs, foreground = probs[..., index], foreground[..., index]
+        errors = jnp.abs(foreground.astype(probs.dtype) - probs)
+        per_class, count = _per_class_lovasz(errors, foreground, valid, hinge=False)
+        if classes == "present":
+            present = (count > 0).astype(per_class.dtype)
+            # A sample without any present class has no term to average: loss 0, as in the
+            # reference.
+            loss = jnp.sum(present * per_class, axis=-1) / jnp.maximum(
+                jnp.sum(present, axis=-1), 1.0
+            )
+        else:
+            loss = jnp.mean(per_class, axis=-1)
+        return {"loss": loss}
+
+    return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
 
 
-def lovasz_hinge_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+@define_loss(activations=("sigmoid",))
+def lovasz_hinge_loss() -> LossDefinition:
     r"""Computes the binary Lovász hinge loss on logits, the convex surrogate of 1 − IoU.
 
     The margin errors of a binary classifier, :math:`m_i = 1 - x_i (2 y_i - 1)` for a logit
@@ -373,48 +345,16 @@ def lovasz_hinge_loss(
       Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
       2018.
     """
-    _check_lovasz_options(reduction, aggregate, axis_name)
-    _check_hinge_channels(logits, labels, class_axis)
-    inputs = _inputs.prepare(
-        logits,
-        labels,
-        activation="sigmoid",
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    valid = inputs.weights > 0
-    foreground = _foreground(inputs, valid)
-    signs = 2 * foreground.astype(inputs.logits.dtype) - 1
-    errors = 1 - inputs.logits * signs
-    per_class, _ = _per_class_lovasz(errors, foreground, valid, aggregate=aggregate, hinge=True)
-    return _reduce.batch_reduce(jnp.mean(per_class, axis=-1), reduction, axis_name=axis_name)
 
+    def sums(inputs: Inputs) -> dict[str, jax.Array]:
+        valid = inputs.weights > 0
+        foreground = _foreground(inputs, valid)
+        signs = 2 * foreground.astype(inputs.dtype) - 1
+        errors = 1 - inputs.logits * signs
+        per_class, _ = _per_class_lovasz(errors, foreground, valid, hinge=True)
+        return {"loss": jnp.mean(per_class, axis=-1)}
 
-def _check_lovasz_options(reduction: str, aggregate: str, axis_name: Any) -> None:
-    """Options shared by both losses; batch pooling is one sort and cannot span devices."""
-    _reduce.check_reduction_for_aggregate(reduction, aggregate)
-    if aggregate == "batch" and axis_name is not None:
-        raise ValueError(
-            f"aggregate='batch' sorts all pixels of the batch at once, which cannot be pooled "
-            f"over the mapped axis {axis_name!r}; use aggregate='sample' with axis_name, or call "
-            "the loss under jax.jit on sharded arrays (no axis_name needed)."
-        )
-
-
-def _check_hinge_channels(logits: ArrayLike, labels: ArrayLike, class_axis: int) -> None:
-    """Integer labels need one logit channel: the hinge is binary."""
-    logits = _checks.as_float_array("logits", logits)
-    _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, 1]")
-    axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim)
-    labels = jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.floating) and logits.shape[axis] != 1:
-        raise ValueError(
-            "lovasz_hinge_loss is binary: `logits` must have 1 channel along `class_axis` for "
-            f"integer labels; got shape {tuple(logits.shape)} with {logits.shape[axis]} channels "
-            f"on axis {axis}. Use lovasz_softmax_loss for exclusive classes, or pass dense float "
-            "0/1 targets for multi-label segmentation."
-        )
+    return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
 
 
 __all__ = ["lovasz_hinge_loss", "lovasz_jaccard_increments", "lovasz_softmax_loss"]

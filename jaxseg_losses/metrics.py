@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg_losses import _checks
+from jaxseg_losses._core import divide
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -236,8 +237,7 @@ def _counts(matrix: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 def _nan_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     """``numerator / denominator``, NaN where the denominator is 0 (undefined, not 0 or 1)."""
-    positive = denominator > 0
-    return jnp.where(positive, numerator / jnp.where(positive, denominator, 1.0), jnp.nan)
+    return divide(numerator, denominator, empty=jnp.nan)
 
 
 def iou(matrix: ArrayLike) -> jax.Array:

@@ -1,21 +1,23 @@
 r"""Pixel-wise losses: cross-entropy (weighted, label-smoothed) and focal loss.
 
-Each pixel contributes its own loss :math:`\ell_i`, and the reduction is a weighted mean over the
-valid pixels. With pixel weights :math:`m_i` (``mask`` times ``labels != ignore_index``) and a
-normaliser :math:`v_i` per pixel (the class weight of its label for weighted cross-entropy, 1
-otherwise),
+Each pixel contributes its own loss :math:`\ell_i`, and each sample's loss is a weighted mean
+over its valid pixels. With pixel weights :math:`m_i` (``mask`` times ``labels != ignore_index``)
+and a normaliser :math:`v_i` per pixel (the class weight of its label for weighted
+cross-entropy, 1 otherwise),
 
 .. math::
 
+   \mathrm{none}_b = \frac{\sum_{i \in b} m_i \ell_i}{\sum_{i \in b} m_i v_i}, \qquad
    \mathrm{mean} = \frac{\sum_i m_i \ell_i}{\sum_i m_i v_i}, \qquad
-   \mathrm{sum} = \sum_i m_i \ell_i, \qquad
-   \mathrm{none}_b = \frac{\sum_{i \in b} m_i \ell_i}{\sum_{i \in b} m_i v_i},
+   \mathrm{sum} = \sum_b \mathrm{none}_b,
 
 so ``"mean"`` is PyTorch's ``CrossEntropyLoss`` reduction (the mean over all valid pixels of the
-batch, not the mean of per-sample means) and ``"none"`` gives each sample's own mean, ``[B]``. A
-sample or batch without a valid pixel has loss 0 and gradient 0. The unreduced per-pixel losses
-:math:`m_i \ell_i` (``[B, *spatial]``, 0 at ignored pixels, summing to the ``"sum"`` reduction)
-come from :func:`cross_entropy_map` and :func:`focal_map`, for hard-pixel mining or display.
+batch: each sample weighs as much as its valid pixels) and ``"none"`` gives each sample's own
+mean, ``[B]``. This is the library's one reduction policy (``reduction`` acts on per-sample
+values). A sample or batch without a valid pixel has loss 0 and gradient 0. The unreduced
+per-pixel losses :math:`m_i \ell_i` (``[B, *spatial]``, 0 at ignored pixels) come from
+:func:`cross_entropy_map` and :func:`focal_map`, for hard-pixel mining or display; their sum is
+PyTorch's ``reduction="sum"`` (a sum over pixels).
 
 Three forms, picked by ``activation`` and the number of channels :math:`C`:
 
@@ -23,42 +25,28 @@ Three forms, picked by ``activation`` and the number of channels :math:`C`:
   :math:`\ell_i = -\sum_c g_{ic} \log p_{ic}`, one exclusive class per pixel;
 * binary / multi-label (``"sigmoid"``, or ``None`` with :math:`C = 1`): binary cross-entropy per
   channel, averaged over the channels of the pixel (PyTorch's ``BCEWithLogitsLoss`` mean);
-* integer labels are gathered (``logsumexp`` minus the label's logit), never one-hot encoded.
+* integer labels are gathered (the label's logit minus the log-sum-exp), never one-hot encoded.
 
-Everything is computed in log space (``log_softmax``, ``log_sigmoid``); with ``activation=None``
+Everything is computed in log space (log-sum-exp, ``log_sigmoid``); with ``activation=None``
 the logarithm of a probability is clamped at :math:`\max(-100, \tfrac12 \ln \mathrm{tiny})`
 (-43.7 in float32; PyTorch's ``BCELoss`` clamps at -100), so a probability of exactly 0 or 1
 gives finite values, gradients and Hessians. Computation and output are float32 for
 bf16/f16/f32 inputs.
 """
 
-import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _fused, _inputs
+from jaxseg_losses import _checks
+from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._inputs import Inputs, prepare, safe_log
 
 ArrayLike = jax.typing.ArrayLike
 
-# Internal activation: the "logits" are already log-softmax outputs. The combinator
-# (:mod:`jaxseg_losses.compose`) computes the softmax once and hands every term its result.
-LOG_SOFTMAX = "log_softmax"
-
 # ----------------------------------------------------------------------------------------------
 # Numerics.
-
-
-def _safe_log(p: jax.Array) -> jax.Array:
-    """``log p`` clamped below at ``max(-100, ln(tiny) / 2)``: finite value, slope and curvature.
-
-    PyTorch's ``BCELoss`` clamps the log at -100. In float32 the floor must also keep the second
-    derivative ``-1 / p**2`` finite, which sets it at ``sqrt(tiny)`` (``ln`` = -43.7); float64
-    reaches -100.
-    """
-    floor = max(math.sqrt(float(jnp.finfo(p.dtype).tiny)), math.exp(-100.0))
-    return jnp.log(jnp.maximum(p, floor))
 
 
 def _log1mexp(log_p: jax.Array) -> jax.Array:
@@ -95,12 +83,7 @@ def _binary_cross_entropy(
 
 
 # ----------------------------------------------------------------------------------------------
-# Option handling.
-
-
-def _is_binary_form(inputs: _inputs.Canonical) -> bool:
-    """Sigmoid, or probabilities with one channel: per-channel binary cross-entropy."""
-    return inputs.activation == "sigmoid" or (inputs.activation is None and inputs.num_classes == 1)
+# Options.
 
 
 def _class_option(name: str, value: Any, num_classes: int, dtype: Any) -> jax.Array:
@@ -111,65 +94,19 @@ def _class_option(name: str, value: Any, num_classes: int, dtype: Any) -> jax.Ar
     return _checks.class_vector(name, array, num_classes, dtype, rank=3)
 
 
-def _check_alpha(alpha: Any) -> None:
-    if alpha is None:
-        return
-    if jnp.ndim(alpha) == 0:
+def _check_ce_options(label_smoothing: Any) -> None:
+    _checks.check_in_unit_interval("label_smoothing", label_smoothing, closed_right=False)
+
+
+def _check_focal_options(gamma: Any, alpha: Any) -> None:
+    _checks.check_nonnegative("gamma", gamma)
+    if alpha is not None and jnp.ndim(alpha) == 0:
         _checks.check_in_unit_interval("alpha", alpha)
 
 
-def _binary_targets(inputs: _inputs.Canonical) -> jax.Array:
-    """``[B, P, C]`` float targets for the binary form (integer labels mean class 1 vs 0)."""
-    if inputs.targets is not None:
-        return inputs.targets
-    assert inputs.labels is not None
-    return (inputs.labels == 1)[..., None].astype(inputs.logits.dtype)
-
-
-def _binary_log_probs(inputs: _inputs.Canonical) -> tuple[jax.Array, jax.Array]:
-    """``(log p, log(1 - p))`` per channel, ``[B, P, C]`` each."""
-    x = inputs.logits
-    if inputs.activation == "sigmoid":
-        return jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
-    return _safe_log(x), _safe_log(1.0 - x)
-
-
-def _categorical_log_probs(inputs: _inputs.Canonical) -> jax.Array:
-    """``log p`` over the class axis, ``[B, P, C]``."""
-    if inputs.activation == LOG_SOFTMAX:
-        return inputs.logits
-    if inputs.activation == "softmax":
-        return jax.nn.log_softmax(inputs.logits, axis=-1)
-    return _safe_log(inputs.logits)
-
-
-def _gather(values: jax.Array, labels: jax.Array) -> jax.Array:
-    """``values[..., y]`` per pixel, from ``[B, P, C]`` values or a ``[1, C]`` class vector.
-
-    A label outside ``[0, C)`` that is not ``ignore_index`` gathers NaN, so a forgotten
-    ``ignore_index=255`` shows at once instead of training silently on a wrong target.
-    """
-    if values.ndim == 2:
-        return jnp.take(values[0], labels, mode="fill", fill_value=jnp.nan)
-    picked = jnp.take_along_axis(
-        values, labels[..., None], axis=-1, mode="fill", fill_value=jnp.nan
-    )
-    return picked[..., 0]
-
-
-def _gathered_log_prob(inputs: _inputs.Canonical, labels: jax.Array) -> jax.Array:
-    """``log p_y`` per pixel, ``[B, P]``, gathered without a one-hot array."""
-    if inputs.activation == "softmax":
-        # Fused log-sum-exp minus the label's logit: its gradient is one elementwise loop, with
-        # no stored probabilities, and the log-sum-exp is shared with region losses under jit.
-        return -_fused.label_nll(inputs.logits, labels)
-    x = inputs.logits
-    picked = _gather(x, labels)
-    if inputs.activation == LOG_SOFTMAX:
-        return picked
-    if inputs.activation == "softmax":
-        return picked - jax.nn.logsumexp(x, axis=-1)
-    return _safe_log(picked)
+def _at_labels(vector: jax.Array, labels: jax.Array) -> jax.Array:
+    """``vector[0, 0, labels]``: a ``[1, 1, C]`` class vector read at each pixel's label."""
+    return jnp.take(vector[0, 0], labels, mode="clip")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,34 +114,32 @@ def _gathered_log_prob(inputs: _inputs.Canonical, labels: jax.Array) -> jax.Arra
 
 
 def _cross_entropy_terms(
-    inputs: _inputs.Canonical,
+    inputs: Inputs,
     *,
     class_weights: ArrayLike | None,
     pos_weight: ArrayLike | None,
     label_smoothing: Any,
-) -> tuple[jax.Array, jax.Array]:
-    x = inputs.logits
-    dtype, num_classes = x.dtype, inputs.num_classes
+) -> tuple[jax.Array, jax.Array | None]:
+    dtype, num_classes = inputs.dtype, inputs.num_classes
     smoothing = label_smoothing
     smooth = not _is_static_zero(smoothing)
     weights = None
     if class_weights is not None:
         weights = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
-    ones = jnp.ones(x.shape[:2], dtype)
 
-    if _is_binary_form(inputs):
-        g = _binary_targets(inputs)
+    if inputs.is_binary:
+        g = inputs.dense_targets()
         if smooth:
             # Keras' binary rule: pull each target towards 1/2, the uniform binary distribution.
             g = g * (1.0 - smoothing) + 0.5 * smoothing
-        log_p, log_q = _binary_log_probs(inputs)
+        log_p, log_q = inputs.binary_log_probabilities()
         rho = None
         if pos_weight is not None:
             rho = _class_option("pos_weight", pos_weight, num_classes, dtype)
         per_channel = _binary_cross_entropy(g, log_p, log_q, rho)
         if weights is not None:
             per_channel = per_channel * weights
-        return jnp.mean(per_channel, axis=-1), ones
+        return jnp.mean(per_channel, axis=-1), None
 
     if pos_weight is not None:
         raise ValueError(
@@ -214,45 +149,42 @@ def _cross_entropy_terms(
         )
     if inputs.labels is not None:
         labels = inputs.labels
-        nll = -_gathered_log_prob(inputs, labels)
-        label_weight = ones
+        nll = -inputs.label_log_probability()
+        label_weight = None
         if weights is not None:
-            label_weight = _gather(weights[0], labels)
+            label_weight = _at_labels(weights, labels)
             nll = nll * label_weight
         if smooth:
             # PyTorch: (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c), normalised by Σ w_y.
-            neg_log_p = -_categorical_log_probs(inputs)
+            neg_log_p = -inputs.log_probabilities()
             if weights is not None:
                 neg_log_p = neg_log_p * weights
             nll = (1.0 - smoothing) * nll + (smoothing / num_classes) * jnp.sum(neg_log_p, axis=-1)
         return nll, label_weight
 
-    assert inputs.targets is not None
-    targets = inputs.targets
+    targets = inputs.dense_targets()
     smoothed = targets
     if smooth:
         smoothed = targets * (1.0 - smoothing) + smoothing / num_classes
-    log_p = _categorical_log_probs(inputs)
+    log_p = inputs.log_probabilities()
     if weights is None:
-        return -jnp.sum(smoothed * log_p, axis=-1), ones
+        return -jnp.sum(smoothed * log_p, axis=-1), None
     # The normaliser is the target's expected class weight Σ_c w_c g_c: w_y for a one-hot row,
     # so dense one-hot targets and integer labels give the same weighted mean.
     loss = -jnp.sum(weights * smoothed * log_p, axis=-1)
     return loss, jnp.sum(weights * targets, axis=-1)
 
 
-def _focal_terms(
-    inputs: _inputs.Canonical, *, gamma: Any, alpha: ArrayLike | None
-) -> tuple[jax.Array, jax.Array]:
+def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.Array:
     x = inputs.logits
-    dtype, num_classes = x.dtype, inputs.num_classes
-    ones = jnp.ones(x.shape[:2], dtype)
+    dtype, num_classes = inputs.dtype, inputs.num_classes
+    focus = not _is_static_zero(gamma)
 
-    if _is_binary_form(inputs):
-        g = _binary_targets(inputs)
-        log_p, log_q = _binary_log_probs(inputs)
+    if inputs.is_binary:
+        g = inputs.dense_targets()
+        log_p, log_q = inputs.binary_log_probabilities()
         loss = _binary_cross_entropy(g, log_p, log_q)
-        if not _is_static_zero(gamma):
+        if focus:
             # 1 - p_t = p (1 - g) + (1 - p) g, in log space; logsumexp drops terms whose b is 0.
             log_one_minus_pt = jax.nn.logsumexp(
                 jnp.stack([log_p, log_q], axis=-1), axis=-1, b=jnp.stack([1.0 - g, g], axis=-1)
@@ -261,7 +193,7 @@ def _focal_terms(
         if alpha is not None:
             a = _class_option("alpha", alpha, num_classes, dtype)
             loss = (a * g + (1.0 - a) * (1.0 - g)) * loss
-        return jnp.mean(loss, axis=-1), ones
+        return jnp.mean(loss, axis=-1)
 
     if alpha is None:
         alpha_c = None
@@ -276,150 +208,72 @@ def _focal_terms(
 
     if inputs.labels is not None:
         labels = inputs.labels
-        log_p = _gathered_log_prob(inputs, labels)
+        log_p = inputs.label_log_probability()
         loss = -log_p
-        if not _is_static_zero(gamma):
-            if inputs.activation in ("softmax", LOG_SOFTMAX):
+        if focus:
+            if inputs.activation == "softmax":
                 log_one_minus_p = _log1mexp(log_p)
             else:
-                picked = _gather(x, labels)
-                log_one_minus_p = _safe_log(1.0 - picked)
+                log_one_minus_p = safe_log(1.0 - inputs.label_logit())
             loss = _focal_factor(log_one_minus_p, gamma) * loss
         if alpha_c is not None:
-            loss = _gather(alpha_c[0], labels) * loss
-        return loss, ones
+            loss = _at_labels(alpha_c, labels) * loss
+        return loss
 
-    assert inputs.targets is not None
-    log_p = _categorical_log_probs(inputs)
-    if not _is_static_zero(gamma):
-        if inputs.activation in ("softmax", LOG_SOFTMAX):
+    log_p = inputs.log_probabilities()
+    if focus:
+        if inputs.activation == "softmax":
             log_one_minus_p = _log1mexp(log_p)
         else:
-            log_one_minus_p = _safe_log(1.0 - x)
+            log_one_minus_p = safe_log(1.0 - x)
         log_p = _focal_factor(log_one_minus_p, gamma) * log_p
-    per_class = inputs.targets * log_p
+    per_class = inputs.dense_targets() * log_p
     if alpha_c is not None:
         per_class = alpha_c * per_class
-    return -jnp.sum(per_class, axis=-1), ones
+    return -jnp.sum(per_class, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------
-# Reductions.
-
-
-def _safe_divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
-    """``numerator / denominator``, 0 where nothing was counted (value and gradient).
-
-    Only an exact 0 counts as empty: a NaN denominator (a label out of range) stays NaN.
-    """
-    counted = denominator != 0
-    return jnp.where(counted, numerator / jnp.where(counted, denominator, 1.0), 0.0)
-
-
-def _reduce_pixels(
-    loss: jax.Array,
-    normaliser: jax.Array,
-    pixel_weights: jax.Array,
-    *,
-    reduction: str,
-    axis_name: Any,
-) -> jax.Array:
-    """Weighted mean / sum over valid pixels; see the module docstring."""
-    numerator = pixel_weights * loss
-    if reduction == "none":
-        return _safe_divide(jnp.sum(numerator, axis=1), jnp.sum(pixel_weights * normaliser, axis=1))
-    total = jnp.sum(numerator)
-    if reduction == "sum":
-        return total if axis_name is None else jax.lax.psum(total, axis_name)
-    count = jnp.sum(pixel_weights * normaliser)
-    if axis_name is not None:
-        # Sums, not per-device means, cross the devices: the global mean is exact even when the
-        # devices hold different numbers of valid pixels.
-        total, count = jax.lax.psum((total, count), axis_name)
-    return _safe_divide(total, count)
-
-
-def _canonical(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    mask: ArrayLike | None,
-) -> _inputs.Canonical:
-    inputs = _inputs.canonicalize(
-        logits,
-        labels,
-        activation="softmax" if activation == LOG_SOFTMAX else activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    return inputs._replace(activation=activation)
-
-
-def _unflatten(pixel_map: jax.Array, inputs: _inputs.Canonical) -> jax.Array:
-    return pixel_map.reshape((pixel_map.shape[0], *inputs.spatial_shape))
-
+# Docstrings.
 
 _CE_ARGS = """\
       logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
         float dtype; 1-D, 2-D or 3-D spatial shape.
       labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
-        targets (one-hot or soft), laid out like ``logits``.
+        targets (one-hot or soft), laid out like ``logits``."""
+
+_MAP_ARGS = """\
       activation: ``"softmax"`` (categorical, C >= 2), ``"sigmoid"`` (binary with C == 1, or
         multi-label with dense targets) or ``None`` (``logits`` are probabilities: categorical
         for C >= 2, binary for C == 1).
       class_axis: the axis of ``logits`` holding the classes (``1`` for NCHW)."""
 
-_DATA_ARGS = """\
+_MASK_ARGS = """\
       ignore_index: a label value whose pixels count nowhere (e.g. 255).
       mask: ``[B, *spatial]`` bool or float pixel weights; weight 0 removes a pixel."""
-
-_REDUCE_ARGS = """\
-      axis_name: a mapped axis (``shard_map``/``pmap``); the sums of losses and of pixel weights
-        are summed over it, so ``"mean"`` is the exact mean over all devices' pixels.
-      reduction: ``"mean"`` (over the valid pixels of the batch), ``"sum"`` or ``"none"``
-        (``[B]``, each sample's mean over its valid pixels)."""
 
 
 def _shares_docs(fn: Any) -> Any:
     fn.__doc__ = (
         fn.__doc__.replace("      <logit args>", _CE_ARGS)
-        .replace("      <data args>", _DATA_ARGS)
-        .replace("      <reduce args>", _REDUCE_ARGS)
+        .replace("      <map args>", _MAP_ARGS)
+        .replace("      <mask args>", _MASK_ARGS)
     )
     return fn
 
 
-def _check_ce_options(label_smoothing: Any) -> None:
-    _checks.check_in_unit_interval("label_smoothing", label_smoothing, closed_right=False)
-
-
-def _check_focal_options(gamma: Any, alpha: Any) -> None:
-    _checks.check_nonnegative("gamma", gamma)
-    _check_alpha(alpha)
-
-
-def _cross_entropy_loss(
+def _pixel_map(
+    pixel_loss: Any,
     logits: ArrayLike,
     labels: ArrayLike,
     *,
     activation: str | None,
     class_axis: int,
-    class_weights: ArrayLike | None,
-    pos_weight: ArrayLike | None,
-    label_smoothing: ArrayLike,
     ignore_index: int | None,
     mask: ArrayLike | None,
-    axis_name: Any,
-    reduction: str,
 ) -> jax.Array:
-    """:func:`cross_entropy_loss`, also accepting the internal ``activation=LOG_SOFTMAX``."""
-    _check_ce_options(label_smoothing)
-    _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
-    inputs = _canonical(
+    """``m_i ℓ_i`` as ``[B, *spatial]``, for a per-pixel loss of :class:`Inputs`."""
+    inputs = prepare(
         logits,
         labels,
         activation=activation,
@@ -427,63 +281,23 @@ def _cross_entropy_loss(
         ignore_index=ignore_index,
         mask=mask,
     )
-    loss, normaliser = _cross_entropy_terms(
-        inputs, class_weights=class_weights, pos_weight=pos_weight, label_smoothing=label_smoothing
-    )
-    return _reduce_pixels(
-        loss, normaliser, inputs.weights, reduction=reduction, axis_name=axis_name
-    )
-
-
-def _focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    gamma: ArrayLike,
-    alpha: ArrayLike | None,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    mask: ArrayLike | None,
-    axis_name: Any,
-    reduction: str,
-) -> jax.Array:
-    """:func:`focal_loss`, also accepting the internal ``activation=LOG_SOFTMAX``."""
-    _check_focal_options(gamma, alpha)
-    _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
-    inputs = _canonical(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    loss, normaliser = _focal_terms(inputs, gamma=gamma, alpha=alpha)
-    return _reduce_pixels(
-        loss, normaliser, inputs.weights, reduction=reduction, axis_name=axis_name
-    )
+    out = pixel_loss(inputs)
+    loss = out[0] if isinstance(out, tuple) else out
+    return inputs.unflatten(inputs.weights * loss)
 
 
 # ----------------------------------------------------------------------------------------------
 # Public API.
 
 
+@define_loss
 @_shares_docs
 def cross_entropy_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
     *,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
     class_weights: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+) -> LossDefinition:
     r"""Computes the pixel-wise cross-entropy, optionally class-weighted (WCE) and smoothed.
 
     Each pixel is a classification problem of its own. Class weights counter the bias towards
@@ -522,20 +336,20 @@ def cross_entropy_loss(
     renormalise. Integer labels ``{0, 1}`` are accepted with one channel.
 
     Args:
-      <logit args>
+      <data args>
       class_weights: ``[C]`` class weights: the weighted mean above for the categorical form, a
         per-channel factor for the sigmoid form.
       pos_weight: scalar or ``[C]`` weight of the positive term of the sigmoid form (e.g.
         negatives / positives); an error for the categorical form.
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
-      <data args>
-      <reduce args>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` for
       ``reduction="none"``. Without any valid pixel the loss is 0, with zero gradient. An
-      integer label outside ``[0, C)`` that is not ``ignore_index`` makes it NaN (a forgotten
-      ``ignore_index=255`` shows at once; :func:`jaxseg_losses.checked` names it).
+      integer label outside ``[0, C)`` that is not ``ignore_index`` makes value and gradient
+      NaN (a forgotten ``ignore_index=255`` shows at once; :func:`jaxseg_losses.checked` names
+      it).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -553,19 +367,14 @@ def cross_entropy_loss(
       PyTorch ``torch.nn.CrossEntropyLoss`` and ``BCEWithLogitsLoss`` documentation. Müller,
       Kornblith & Hinton, "When does label smoothing help?", NeurIPS 2019.
     """
-    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
-    return _cross_entropy_loss(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        class_weights=class_weights,
-        pos_weight=pos_weight,
-        label_smoothing=label_smoothing,
-        ignore_index=ignore_index,
-        mask=mask,
-        axis_name=axis_name,
-        reduction=reduction,
+    _check_ce_options(label_smoothing)
+    return LossDefinition.pixel_mean(
+        lambda inputs: _cross_entropy_terms(
+            inputs,
+            class_weights=class_weights,
+            pos_weight=pos_weight,
+            label_smoothing=label_smoothing,
+        )
     )
 
 
@@ -586,7 +395,8 @@ def cross_entropy_map(
 
     The map holds :math:`m_i \ell_i` with :math:`\ell_i` as in :func:`cross_entropy_loss`
     (class weights included, as PyTorch's ``reduction="none"``) and :math:`m_i` the pixel weight:
-    0 at ignored and masked pixels. Its sum is ``cross_entropy_loss(..., reduction="sum")``.
+    0 at ignored and masked pixels. Its sum is PyTorch's ``reduction="sum"`` (a sum over pixels;
+    ``cross_entropy_loss(..., reduction="sum")`` adds the per-sample means instead).
 
     .. math::
 
@@ -594,10 +404,11 @@ def cross_entropy_map(
 
     Args:
       <logit args>
+      <map args>
       class_weights: ``[C]`` class weights (see :func:`cross_entropy_loss`).
       pos_weight: scalar or ``[C]`` positive weight of the sigmoid form.
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
-      <data args>
+      <mask args>
 
     Returns:
       ``[B, *spatial]`` float32 per-pixel losses.
@@ -613,9 +424,14 @@ def cross_entropy_map(
     References:
       PyTorch ``torch.nn.CrossEntropyLoss(reduction="none")`` documentation.
     """
-    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     _check_ce_options(label_smoothing)
-    inputs = _canonical(
+    return _pixel_map(
+        lambda inputs: _cross_entropy_terms(
+            inputs,
+            class_weights=class_weights,
+            pos_weight=pos_weight,
+            label_smoothing=label_smoothing,
+        ),
         logits,
         labels,
         activation=activation,
@@ -623,26 +439,11 @@ def cross_entropy_map(
         ignore_index=ignore_index,
         mask=mask,
     )
-    loss, _ = _cross_entropy_terms(
-        inputs, class_weights=class_weights, pos_weight=pos_weight, label_smoothing=label_smoothing
-    )
-    return _unflatten(inputs.weights * loss, inputs)
 
 
+@define_loss
 @_shares_docs
-def focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    gamma: ArrayLike = 2.0,
-    alpha: ArrayLike | None = None,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+def focal_loss(*, gamma: ArrayLike = 2.0, alpha: ArrayLike | None = None) -> LossDefinition:
     r"""Computes the focal loss, cross-entropy down-weighted on well-classified pixels.
 
     The factor :math:`(1 - p_t)^\gamma` fades the loss of pixels already predicted with
@@ -673,11 +474,10 @@ def focal_loss(
     divides by the pixel count, as in Lin et al., optax, torchvision and MONAI.
 
     Args:
-      <logit args>
+      <data args>
       gamma: the focusing exponent :math:`\gamma \ge 0` (2 in Lin et al.).
       alpha: ``None``, a scalar in [0, 1], or ``[C]`` per-class factors.
-      <data args>
-      <reduce args>
+      <shared args>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -696,19 +496,8 @@ def focal_loss(
     References:
       Lin, Goyal, Girshick, He & Dollár, "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
-    return _focal_loss(
-        logits,
-        labels,
-        gamma=gamma,
-        alpha=alpha,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        axis_name=axis_name,
-        reduction=reduction,
-    )
+    _check_focal_options(gamma, alpha)
+    return LossDefinition.pixel_mean(lambda inputs: _focal_terms(inputs, gamma=gamma, alpha=alpha))
 
 
 @_shares_docs
@@ -730,13 +519,15 @@ def focal_map(
        \mathrm{map}_i = m_i \ell_i
 
     with :math:`\ell_i` as in :func:`focal_loss` and :math:`m_i` the pixel weight (0 at ignored
-    and masked pixels); the map sums to ``focal_loss(..., reduction="sum")``.
+    and masked pixels); its sum is the sum over pixels (``focal_loss(..., reduction="sum")``
+    adds the per-sample means instead).
 
     Args:
       <logit args>
+      <map args>
       gamma: the focusing exponent :math:`\gamma \ge 0`.
       alpha: ``None``, a scalar in [0, 1], or ``[C]`` per-class factors.
-      <data args>
+      <mask args>
 
     Returns:
       ``[B, *spatial]`` float32 per-pixel losses.
@@ -752,9 +543,9 @@ def focal_map(
     References:
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     _check_focal_options(gamma, alpha)
-    inputs = _canonical(
+    return _pixel_map(
+        lambda inputs: _focal_terms(inputs, gamma=gamma, alpha=alpha),
         logits,
         labels,
         activation=activation,
@@ -762,5 +553,3 @@ def focal_map(
         ignore_index=ignore_index,
         mask=mask,
     )
-    loss, _ = _focal_terms(inputs, gamma=gamma, alpha=alpha)
-    return _unflatten(inputs.weights * loss, inputs)

@@ -1,12 +1,13 @@
 r"""Region losses: soft IoU (Jaccard), Dice, Tversky and generalized Dice.
 
-Each loss is a thin function of the soft overlap statistics of :mod:`jaxseg_losses.stats`:
+Each loss is described once (:class:`~jaxseg_losses.LossDefinition`) by the soft overlap
+statistics of :mod:`jaxseg_losses.stats` and a finishing step:
 
-1. ``overlap_stats`` turns logits and labels into per-class :math:`TP, FP, FN` (``[B, C]``),
-   pooled over the batch with ``aggregate="batch"`` and over devices with ``axis_name``;
+1. the sums are the per-class :math:`TP, FP, FN` of each sample (``[B, C]``), pooled over the
+   batch with ``aggregate="batch"`` and over devices with ``axis_name`` by the library's core;
 2. a ratio per class (IoU, Dice, Tversky) becomes a loss :math:`1 - r` or :math:`-\ln r`;
-3. class weights multiply, background may be dropped, the mean over classes gives one loss per
-   sample, and ``reduction`` reduces the batch.
+3. class weights multiply, background may be dropped, and the mean over classes gives one loss
+   per sample (or per batch), which ``reduction`` reduces.
 
 Data contract: ``logits`` ``[B, *spatial, C]`` (``class_axis`` moves C), ``labels`` integer
 ``[B, *spatial]`` or dense float ``[B, *spatial, C]``, ``mask`` ``[B, *spatial]``; the result is
@@ -20,109 +21,93 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxseg_losses import _checks, _inputs, _reduce
+from jaxseg_losses import _checks
+from jaxseg_losses._core import LossDefinition, define_loss
 from jaxseg_losses.stats import (
     OverlapStats,
-    aggregate_stats,
     dice_from_stats,
     iou_from_stats,
     safe_ratio,
     score_to_loss,
-    stats_from_canonical,
+    stats_of,
     tversky_from_stats,
 )
 
-_COMMON_ARGS = """\
-      logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
-        float dtype; 1-D, 2-D or 3-D spatial shape.
-      labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
-        targets (one-hot or soft), laid out like ``logits``.
-      activation: ``"softmax"`` (exclusive classes, C >= 2), ``"sigmoid"`` (binary with C == 1,
-        or multi-label with dense targets) or ``None`` (``logits`` are probabilities).
-      class_axis: the axis of ``logits`` holding the classes (``1`` for NCHW).
+_REGION_ARGS = """\
       smooth: added to numerator and denominator of each ratio (default 1).
       log: use ``-ln(ratio)`` instead of ``1 - ratio``.
       class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
-      include_background: ``False`` drops class 0 from the class mean.
-      ignore_index: a label value whose pixels count nowhere (e.g. 255).
-      mask: ``[B, *spatial]`` bool or float pixel weights; weight 0 removes a pixel.
-      aggregate: ``"sample"`` computes statistics per sample (per-image ratios); ``"batch"`` sums
-        them over the batch first (nnU-Net's batch Dice, MONAI ``batch=True``, smp's default).
-      axis_name: a mapped axis (``shard_map``/``pmap``): batch statistics, and the mean of
-        per-sample losses, are summed over it so every device gets the global value.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``, per sample).
+      include_background: ``False`` drops class 0 from the class mean."""
 
+_REGION_RETURNS = """\
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"`` (``aggregate="sample"`` only)."""
+      ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out of the
+      mean."""
 
 
-def _shares_region_docs(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Writes the arguments every region loss shares into ``fn``'s docstring, once."""
+def _region_docs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Writes the options and the return value every region loss shares into its docstring."""
     assert fn.__doc__ is not None
-    fn.__doc__ = fn.__doc__.replace("      <common args>", _COMMON_ARGS)
+    fn.__doc__ = fn.__doc__.replace("      <region args>", _REGION_ARGS).replace(
+        "    <region returns>", _REGION_RETURNS
+    )
     return fn
 
 
-def _class_mean_of(
+def check_can_drop_background(num_classes: int) -> None:
+    """``include_background=False`` needs a class left after dropping class 0."""
+    if num_classes < 2:
+        raise ValueError(
+            "include_background=False drops class 0, which would leave no class: the logits "
+            "have a single channel. Keep include_background=True for binary sigmoid outputs."
+        )
+
+
+def class_mean(per_class: jax.Array, *, class_weights: Any, include_background: bool) -> jax.Array:
+    """Mean over the class axis of ``w_c * loss_c``: ``[..., C] -> [...]``.
+
+    Weights multiply each class's loss and the mean runs over the kept classes, as in MONAI's
+    ``DiceLoss(weight=...)`` and optax's ``dice_loss(class_weights=...)``; ``include_background``
+    drops class 0 after weighting.
+    """
+    num_classes = per_class.shape[-1]
+    if class_weights is not None:
+        per_class = per_class * _checks.class_vector(
+            "class_weights", class_weights, num_classes, per_class.dtype, rank=per_class.ndim
+        )
+    if not include_background:
+        check_can_drop_background(num_classes)
+        per_class = per_class[..., 1:]
+    return jnp.mean(per_class, axis=-1)
+
+
+def overlap_loss(
     per_class_loss: Callable[[OverlapStats], jax.Array],
     *,
     class_weights: ArrayLike | None,
     include_background: bool,
-) -> Callable[[OverlapStats], jax.Array]:
-    """Per-sample loss: the (weighted) mean over classes of a per-class loss."""
-    return lambda stats: _reduce.class_mean(
-        per_class_loss(stats), class_weights=class_weights, include_background=include_background
+) -> LossDefinition:
+    """The description of a region loss: overlap statistics, a per-class loss, the class mean."""
+    return LossDefinition(
+        sums=stats_of,
+        finish=lambda stats: class_mean(
+            per_class_loss(stats),
+            class_weights=class_weights,
+            include_background=include_background,
+        ),
     )
 
 
-def _region_loss(
-    per_sample_loss: Callable[[OverlapStats], jax.Array],
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    mask: ArrayLike | None,
-    aggregate: str,
-    axis_name: Any,
-    reduction: str,
-) -> jax.Array:
-    """Statistics -> per-sample loss -> batch reduction, the pipeline of every region loss."""
-    _reduce.check_reduction_for_aggregate(reduction, aggregate)
-    inputs = _inputs.canonicalize(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    stats = aggregate_stats(stats_from_canonical(inputs), aggregate, axis_name)
-    per_sample = per_sample_loss(stats)
-    # Batch-pooled statistics were already summed over devices: the single value is global.
-    device_axis = axis_name if aggregate == "sample" else None
-    return _reduce.batch_reduce(per_sample, reduction, axis_name=device_axis)
-
-
-@_shares_region_docs
+@define_loss
+@_region_docs
 def iou_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
     *,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
     smooth: ArrayLike = 1.0,
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+) -> LossDefinition:
     r"""Computes the soft IoU (Jaccard) loss, a differentiable relaxation of 1 − IoU.
 
     The hard IoU of arg-max predictions has zero gradient almost everywhere; replacing the
@@ -143,7 +128,12 @@ def iou_loss(
     ``squared_pred=False``) computes :math:`1 - (2I + s) / (2U + s)`, which is ``smooth=s / 2``.
 
     Args:
-      <common args>
+      <data args>
+      <region args>
+      <shared args>
+
+    <region returns>
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import jaxseg_losses as jsl
@@ -158,42 +148,23 @@ def iou_loss(
       Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks for Image
       Segmentation", ISVC 2016.
     """
-    per_sample_loss = _class_mean_of(
+    _checks.check_nonnegative("smooth", smooth)
+    return overlap_loss(
         lambda stats: iou_from_stats(stats, smooth=smooth, log=log),
         class_weights=class_weights,
         include_background=include_background,
     )
-    return _region_loss(
-        per_sample_loss,
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        aggregate=aggregate,
-        axis_name=axis_name,
-        reduction=reduction,
-    )
 
 
-@_shares_region_docs
+@define_loss
+@_region_docs
 def dice_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
     *,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
     smooth: ArrayLike = 1.0,
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+) -> LossDefinition:
     r"""Computes the soft Dice loss (V-Net), 1 − the soft Dice coefficient per class.
 
     .. math::
@@ -213,7 +184,12 @@ def dice_loss(
     present).
 
     Args:
-      <common args>
+      <data args>
+      <region args>
+      <shared args>
+
+    <region returns>
+
     Examples:
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
@@ -226,45 +202,26 @@ def dice_loss(
       Milletari, Navab & Ahmadi, "V-Net: Fully Convolutional Neural Networks for Volumetric
       Medical Image Segmentation", 3DV 2016.
     """
-    per_sample_loss = _class_mean_of(
+    _checks.check_nonnegative("smooth", smooth)
+    return overlap_loss(
         lambda stats: dice_from_stats(stats, smooth=smooth, log=log),
         class_weights=class_weights,
         include_background=include_background,
     )
-    return _region_loss(
-        per_sample_loss,
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        aggregate=aggregate,
-        axis_name=axis_name,
-        reduction=reduction,
-    )
 
 
-@_shares_region_docs
+@define_loss
+@_region_docs
 def tversky_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
     *,
     alpha: ArrayLike = 0.5,
     beta: ArrayLike = 0.5,
     gamma: ArrayLike = 1.0,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
     smooth: ArrayLike = 1.0,
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+) -> LossDefinition:
     r"""Computes the Tversky loss, or the focal Tversky loss with ``gamma != 1``.
 
     Tversky's index weighs false positives by :math:`\alpha` and false negatives by
@@ -288,10 +245,15 @@ def tversky_loss(
     ``gamma=1``).
 
     Args:
+      <data args>
       alpha: weight of false positives (non-negative, default 0.5).
       beta: weight of false negatives (non-negative, default 0.5).
       gamma: focal exponent of each class's loss (non-negative, default 1).
-      <common args>
+      <region args>
+      <shared args>
+
+    <region returns>
+
     Examples:
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
@@ -305,24 +267,14 @@ def tversky_loss(
       convolutional deep networks", MLMI 2017. Abraham & Khan, "A Novel Focal Tversky Loss
       Function with Improved Attention U-Net for Lesion Segmentation", ISBI 2019.
     """
-    per_sample_loss = _class_mean_of(
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
+        _checks.check_nonnegative(name, value)
+    return overlap_loss(
         lambda stats: tversky_from_stats(
             stats, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, log=log
         ),
         class_weights=class_weights,
         include_background=include_background,
-    )
-    return _region_loss(
-        per_sample_loss,
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        aggregate=aggregate,
-        axis_name=axis_name,
-        reduction=reduction,
     )
 
 
@@ -358,8 +310,8 @@ def generalized_dice_from_stats(
 ) -> jax.Array:
     """Generalized Dice loss ``[...]`` from statistics ``[..., C]`` (classes combined).
 
-    The per-sample step of :func:`generalized_dice_loss`, shared with the micro-batch
-    accumulation of :mod:`jaxseg_losses.accumulate`, which applies it to pooled statistics.
+    The finishing step of :func:`generalized_dice_loss`, for one sample's statistics or the
+    batch's pooled ones.
     """
     num_classes = stats.tp.shape[-1]
     tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
@@ -369,7 +321,7 @@ def generalized_dice_from_stats(
             "class_weights", class_weights, num_classes, tp.dtype, rank=2
         )
     if not include_background:
-        _reduce.check_can_drop_background(num_classes)
+        check_can_drop_background(num_classes)
         tp, pred_sum, target_sum, factors = (
             x[..., 1:] for x in (tp, pred_sum, target_sum, factors)
         )
@@ -379,24 +331,16 @@ def generalized_dice_from_stats(
     return score_to_loss(safe_ratio(numerator, denominator), log=log)
 
 
-@_shares_region_docs
+@define_loss
+@_region_docs
 def generalized_dice_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
     *,
     weight_type: str = "square",
-    activation: str | None = "softmax",
-    class_axis: int = -1,
     smooth: ArrayLike = 1.0,
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    aggregate: str = "sample",
-    axis_name: Any = None,
-    reduction: str = "mean",
-) -> jax.Array:
+) -> LossDefinition:
     r"""Computes the generalized Dice loss of Sudre et al., robust to class imbalance.
 
     Class weights inversely proportional to the (squared) target volume enter the sums *before*
@@ -416,8 +360,13 @@ def generalized_dice_loss(
     ``smooth=s`` (same rule for absent classes); ``batch=True`` is ``aggregate="batch"``.
 
     Args:
+      <data args>
       weight_type: ``"square"``, ``"simple"`` or ``"uniform"``.
-      <common args>
+      <region args>
+      <shared args>
+
+    <region returns>
+
     Examples:
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
@@ -433,25 +382,14 @@ def generalized_dice_loss(
     _checks.check_choice("weight_type", weight_type, GENERALIZED_DICE_WEIGHTS)
     _checks.check_nonnegative("smooth", smooth)
 
-    def per_sample_loss(stats: OverlapStats) -> jax.Array:
-        return generalized_dice_from_stats(
+    return LossDefinition(
+        sums=stats_of,
+        finish=lambda stats: generalized_dice_from_stats(
             stats,
             weight_type=weight_type,
             smooth=smooth,
             log=log,
             class_weights=class_weights,
             include_background=include_background,
-        )
-
-    return _region_loss(
-        per_sample_loss,
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        aggregate=aggregate,
-        axis_name=axis_name,
-        reduction=reduction,
+        ),
     )

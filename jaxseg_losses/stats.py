@@ -25,7 +25,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _fused, _inputs
+from jaxseg_losses import _checks
+from jaxseg_losses._core import divide
+from jaxseg_losses._inputs import Inputs, prepare
 
 
 @jax.tree_util.register_dataclass
@@ -50,55 +52,9 @@ class OverlapStats:
         return jax.tree.map(lambda x: jnp.sum(x, axis=0, keepdims=True), self)
 
 
-def stats_from_canonical(inputs: _inputs.Canonical) -> OverlapStats:
-    """Per-sample statistics ``[B, C]`` from canonical inputs.
-
-    Integer labels go through the fused kernel (:func:`jaxseg_losses._fused.label_overlap_sums`):
-    no one-hot array, and a backward pass that recomputes the probabilities in the loop that
-    writes the gradient. Dense targets use the L1 intersection.
-    """
-    if inputs.labels is not None:
-        tp, pred_sum, target_sum = _fused.label_overlap_sums(
-            inputs.logits, inputs.labels, inputs.weights, activation=inputs.activation
-        )
-        return _from_sums(tp, pred_sum, target_sum)
-    assert inputs.targets is not None
-    return _dense_stats(inputs.logits, inputs.targets, inputs.weights, inputs.activation, True)
-
-
-def stats_from_prepared(inputs: _inputs.Prepared, *, soft_targets: bool) -> OverlapStats:
-    """Per-sample statistics ``[B, C]`` from prepared inputs (see :func:`stats_from_canonical`)."""
-    if inputs.labels is not None and not soft_targets:
-        tp, pred_sum, target_sum = _fused.label_overlap_sums(
-            inputs.logits, inputs.labels, inputs.weights, activation=inputs.activation
-        )
-        return _from_sums(tp, pred_sum, target_sum)
-    return _dense_stats(
-        inputs.logits, inputs.targets, inputs.weights, inputs.activation, soft_targets
-    )
-
-
-def _dense_stats(
-    logits: jax.Array,
-    targets: jax.Array,
-    pixel_weights: jax.Array,
-    activation: str | None,
-    soft_targets: bool,
-) -> OverlapStats:
-    probs = _inputs.probabilities(logits, activation)
-    weights = pixel_weights[..., None]
-    pred_sum = jnp.sum(weights * probs, axis=1)
-    target_sum = jnp.sum(weights * targets, axis=1)
-    if soft_targets:
-        # The L1 form (p + g - |p - g|) / 2 is min(p, g). Summed directly it is never negative
-        # and does not cancel the large sums of a big image against each other.
-        tp = jnp.sum(weights * jnp.minimum(probs, targets), axis=1)
-    else:
-        tp = jnp.sum(weights * probs * targets, axis=1)
-    return _from_sums(tp, pred_sum, target_sum)
-
-
-def _from_sums(tp: jax.Array, pred_sum: jax.Array, target_sum: jax.Array) -> OverlapStats:
+def stats_of(inputs: Inputs) -> OverlapStats:
+    """Per-sample statistics ``[B, C]`` of canonical inputs (their shared overlap sums)."""
+    tp, pred_sum, target_sum = inputs.overlap_sums()
     # Rounding can leave FP or FN a hair below zero when a class is predicted perfectly.
     return OverlapStats(
         tp=tp, fp=jnp.maximum(pred_sum - tp, 0.0), fn=jnp.maximum(target_sum - tp, 0.0)
@@ -163,7 +119,7 @@ def overlap_stats(
       ...     print(stats.tp, stats.fp, stats.fn)
       [[0.9 1.2]] [[0.8 0.1]] [[0.1 0.8]]
     """
-    inputs = _inputs.canonicalize(
+    inputs = prepare(
         logits,
         labels,
         activation=activation,
@@ -171,7 +127,7 @@ def overlap_stats(
         ignore_index=ignore_index,
         mask=mask,
     )
-    return aggregate_stats(stats_from_canonical(inputs), aggregate, axis_name)
+    return aggregate_stats(stats_of(inputs), aggregate, axis_name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,9 +141,7 @@ def safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     double ``where`` keeps the gradient finite there too. The test is ``== 0``, not ``> 0``, so a
     NaN denominator (non-finite logits) stays NaN instead of passing for a perfect score.
     """
-    zero = denominator == 0
-    safe = jnp.where(zero, 1.0, denominator)
-    return jnp.where(zero, 1.0, numerator / safe)
+    return divide(numerator, denominator, empty=1.0)
 
 
 def score_to_loss(score: jax.Array, *, log: bool, gamma: Any = 1.0) -> jax.Array:

@@ -216,7 +216,7 @@ def main() -> None:
     results["param_recipe"] = recipe
 
     # ---- 3. Micro-batches: exact accumulation, on one device and with the batch sharded.
-    additive = jsl.additive_loss({"ce": 1.0, "dice": (1.0, batch_dice)}, ignore_index=255)
+    additive = jsl.combine({"ce": 1.0, "dice": (1.0, batch_dice)}, ignore_index=255)
 
     def apply_fn(w, xs):
         return xs @ w

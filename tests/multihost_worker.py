@@ -72,7 +72,7 @@ def main() -> None:
 
     try:
         value, grad = jax.jit(jax.value_and_grad(objective))(w, x, y)
-        additive = jsl.additive_loss(loss_terms(), ignore_index=255)
+        additive = jsl.combine(loss_terms(), ignore_index=255)
         step = jax.jit(
             functools.partial(
                 jsl.accumulate.value_and_grad,

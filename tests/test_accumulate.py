@@ -1,4 +1,4 @@
-"""Additive decompositions and exact micro-batch accumulation (jaxseg_losses.accumulate).
+"""Additive decompositions (CombinedLoss.sums/finalize) and exact micro-batch accumulation.
 
 The reference for a decomposed loss is the library's own loss on the whole batch (each is
 checked against NumPy formulas in its own test file); the reference for accumulation is
@@ -33,7 +33,7 @@ P = functools.partial
 BATCH = {"aggregate": "batch"}
 W3 = jnp.array([0.5, 1.0, 2.0])
 
-# (name, term for additive_loss, the same loss called directly, data options)
+# (name, term of combine, data options): each term is also called directly as the reference
 CASES = [
     ("iou_batch", P(jsl.iou_loss, **BATCH), {}),
     ("iou_batch_log_s0", P(jsl.iou_loss, log=True, smooth=0.0, **BATCH), {}),
@@ -74,7 +74,7 @@ def _direct(fn, logits, labels, mask, options):
     return fn(logits, labels, mask=mask, **options)
 
 
-def test_additive_loss_equals_the_loss_on_the_whole_batch_under_jit():
+def test_sums_and_finalize_equal_the_loss_on_the_whole_batch_under_jit():
     logits, labels, mask = _data()
     probs = jax.nn.softmax(logits, axis=-1)
 
@@ -82,10 +82,10 @@ def test_additive_loss_equals_the_loss_on_the_whole_batch_under_jit():
         out = {}
         for name, fn, options in CASES:
             x = probs if options.get("activation", "softmax") is None else logits
-            additive = jsl.additive_loss({name: fn}, ignore_index=255, **options)
+            additive = jsl.combine({name: fn}, ignore_index=255, **options)
 
             def split(x, additive=additive, name=name):
-                total, parts = additive(x, labels, mask=mask)
+                total, parts = additive.finalize(additive.sums(x, labels, mask=mask))
                 return total, parts[name]
 
             def direct(x, fn=fn, options=options):
@@ -115,7 +115,7 @@ def test_sums_of_parts_give_the_whole_batch_loss():
         "ce": (0.5, P(jsl.cross_entropy_loss, class_weights=W3)),
         "focal": (2.0, jsl.focal_loss),
     }
-    loss = jsl.additive_loss(terms, ignore_index=255)
+    loss = jsl.combine(terms, ignore_index=255)
     assert loss.names == tuple(terms)
     sums = jax.jit(loss.sums)
     parts_sums = [sums(logits[s], labels[s], mask=mask[s]) for s in (slice(0, 3), slice(3, None))]
@@ -139,7 +139,7 @@ def test_sigmoid_and_hinge_terms():
         "bce": P(jsl.cross_entropy_loss, pos_weight=2.0),
         "hinge": jsl.lovasz_hinge_loss,
     }
-    loss = jsl.additive_loss(terms, activation="sigmoid")
+    loss = jsl.combine(terms, activation="sigmoid")
     sums = [jax.jit(loss.sums)(logits[k::2], labels[k::2]) for k in range(2)]
     total, parts = jax.jit(loss.finalize)(jax.tree.map(jnp.add, *sums))
     direct = jax.jit(jsl.combine(terms, activation="sigmoid"))(logits, labels)[1]
@@ -175,7 +175,7 @@ def test_value_and_grad_equals_the_full_batch_gradient():
     def apply_fn(p, inputs):
         return _model(p, inputs["image"]) * inputs["scale"][:, None, None, None]
 
-    loss = jsl.additive_loss(
+    loss = jsl.combine(
         {
             "dice": P(jsl.dice_loss, **BATCH),
             "gdl": P(jsl.generalized_dice_loss, **BATCH),
@@ -213,7 +213,7 @@ def test_nnx_optax_step_with_accumulation_equals_the_full_batch_step():
 
     _, labels, mask = _data(7)
     images = jax.random.normal(jax.random.key(7), (B, H, W, 2))
-    loss = jsl.additive_loss({"ce": 1.0, "dice": P(jsl.dice_loss, **BATCH)}, ignore_index=255)
+    loss = jsl.combine({"ce": 1.0, "dice": P(jsl.dice_loss, **BATCH)}, ignore_index=255)
     tx = optax.sgd(0.1)
 
     def updated_params(num_microbatches):
@@ -257,16 +257,23 @@ def test_nnx_optax_step_with_accumulation_equals_the_full_batch_step():
 
 
 def test_errors_name_the_argument():
-    with pytest.raises(ValueError, match="aggregate='batch'"):
-        jsl.additive_loss({"lovasz": P(jsl.lovasz_softmax_loss, **BATCH)})
-    with pytest.raises(ValueError, match="no additive decomposition"):
-        jsl.additive_loss({"custom": lambda logits, labels, **kw: jnp.sum(logits)})
-    with pytest.raises(ValueError, match="reduction"):
-        jsl.additive_loss("ce+dice", reduction="none")
-    with pytest.raises(ValueError, match="aggregate"):
-        jsl.additive_loss({"dice": P(jsl.dice_loss, aggregate="pixel")})
-    loss = jsl.additive_loss("ce")
     images, labels = jnp.zeros((6, 2, 2, 2)), jnp.zeros((6, 2, 2), jnp.int32)
+    not_decomposable = [
+        ({"lovasz": P(jsl.lovasz_softmax_loss, **BATCH)}, {}, "'lovasz' with aggregate='batch'"),
+        ({"custom": lambda logits, labels, **kw: jnp.sum(logits)}, {}, "'custom' is a plain"),
+        ("ce+dice", {"reduction": "none"}, "reduction='none'"),
+    ]
+    for terms, options, message in not_decomposable:
+        combined = jsl.combine(terms, **options)  # fine to call on a whole batch
+        with pytest.raises(ValueError, match=message):
+            combined.sums(images, labels)
+        with pytest.raises(ValueError, match=message):
+            jsl.accumulate.value_and_grad(
+                _model, None, images, labels, loss=combined, num_microbatches=2
+            )
+    with pytest.raises(ValueError, match="aggregate"):
+        jsl.combine({"dice": P(jsl.dice_loss, aggregate="pixel")})
+    loss = jsl.combine("ce")
     with pytest.raises(ValueError, match=r"`num_microbatches`=4 must divide the batch size 6"):
         jsl.accumulate.value_and_grad(_model, None, images, labels, loss=loss, num_microbatches=4)
     with pytest.raises(ValueError, match="`num_microbatches` must be a positive"):
@@ -275,7 +282,7 @@ def test_errors_name_the_argument():
         jsl.accumulate.value_and_grad(
             _model, None, images[:5], labels, loss=loss, num_microbatches=2
         )
-    with pytest.raises(TypeError, match="AdditiveLoss"):
+    with pytest.raises(TypeError, match="`loss` must be a CombinedLoss"):
         jsl.accumulate.value_and_grad(
-            _model, None, images, labels, loss=jsl.combine("ce"), num_microbatches=2
+            _model, None, images, labels, loss=lambda x, y: 0.0, num_microbatches=2
         )

@@ -63,7 +63,9 @@ def test_data_positional_options_keyword_only(name):
     positional = [p for p in parameters if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
     assert positional or not parameters, f"{name} takes no positional data argument"
     for p in positional:
-        assert p.default is P.empty, f"{name}: option {p.name!r} must be keyword-only"
+        # A decorator's function argument may be left out (``@define_loss(activations=...)``).
+        decorator = p.kind is P.POSITIONAL_ONLY and p.default is None
+        assert p.default is P.empty or decorator, f"{name}: option {p.name!r} must be keyword-only"
     for p in parameters[len(positional) :]:
         assert p.kind in (P.KEYWORD_ONLY, P.VAR_KEYWORD), f"{name}: {p.name!r} after the data"
 

@@ -43,8 +43,9 @@ def test_rows_cover_every_family_and_are_complete(quick_result):
     for dtype in suite.DTYPES:
         families = {(r["family"], r["source"]) for r in rows if r["dtype"] == dtype}
         # The baselines exist whatever the library holds.
-        for family in ("iou", "dice", "ce", "focal", "ce+dice", "lovasz"):
+        for family in ("iou", "dice", "tversky", "ce", "focal", "ce+dice", "lovasz"):
             assert (family, "plain_jnp") in families
+        assert ("floor", "floor") in families
         for family in ("dice", "ce", "focal", "ce+dice"):
             assert (family, "optax") in families
         assert ("dice", "jaxseg_losses") in families
@@ -57,7 +58,8 @@ def test_rows_cover_every_family_and_are_complete(quick_result):
         assert row["logits_bytes"] == 2 * 16 * 16 * 5 * (4 if row["dtype"] == "float32" else 2)
         if row["family"] in baselines.OPTAX_REFERENCE:
             assert row["ratio_optax"] is not None and row["ratio_optax"] > 0
-        assert row["ratio_plain_jnp"] is not None
+        assert row["ratio_floor"] is not None and row["ratio_floor"] > 0
+        assert row["ratio_plain_jnp"] is not None or row["source"] == "floor"
 
 
 def test_library_losses_agree_with_plain_jnp(quick_result):
@@ -74,6 +76,8 @@ def test_library_losses_agree_with_plain_jnp(quick_result):
 def test_targets_are_checked_on_the_reference_case(quick_result):
     _, result = quick_result
     names = [t["target"] for t in result["targets"]]
-    assert any(name.startswith("jsl.dice_loss fwd+bwd / optax.dice_loss") for name in names)
+    assert "jsl.dice_loss / floor" in names
+    assert 'jsl.combine("ce+dice") / jsl.dice_loss' in names
+    assert "jsl.cross_entropy_loss / optax CE" in names
     for target in result["targets"]:
         assert target["met"] == (target["achieved"] <= target["bound"])

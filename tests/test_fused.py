@@ -1,5 +1,5 @@
 """The fused kernels: values against NumPy, custom derivatives against autodiff and finite
-differences, in forward and reverse mode; residual memory; out-of-range labels."""
+differences, in forward and reverse mode; residual memory; NaN weights stay loud."""
 
 import jax
 import jax.numpy as jnp
@@ -81,33 +81,51 @@ def scalar_of_sums(sums_fn):
     return loss
 
 
-FORMS = [("softmax", 4), ("sigmoid", 4), (None, 4), ("sigmoid", 1), (None, 1)]
+def numpy_label_statistics(logits, labels, weights):
+    """lse, the label's logit and TP, Σp, Σg, straight from the docstring equations."""
+    x = np.asarray(logits, np.float64)
+    m = x.max(-1, keepdims=True)
+    lse = m + np.log(np.exp(x - m).sum(-1, keepdims=True))
+    x_label = np.take_along_axis(x, labels[..., None], -1)
+    return (lse, x_label, *numpy_sums(logits, labels, weights, "softmax"))
 
 
-def form_inputs(seed, activation, num_classes):
-    logits, labels, weights = make_inputs(seed, num_classes=num_classes)
-    if activation is None:
-        logits = numpy_probabilities(logits, "sigmoid")  # probabilities in (0, 1)
-    return logits, labels, weights
+def plain_statistics(x, labels, w):
+    """The same five outputs with a one-hot array and JAX autodiff: the unfused formula."""
+    lse = jax.nn.logsumexp(x, axis=-1, keepdims=True)
+    x_label = jnp.take_along_axis(x, labels[..., None], -1)
+    return (lse, x_label, *plain_sums(x, labels, w, "softmax"))
 
 
-@pytest.mark.parametrize(("activation", "num_classes"), FORMS)
-def test_overlap_sums_match_numpy(activation, num_classes):
-    logits, labels, weights = form_inputs(0, activation, num_classes)
-    fn = jax.jit(lambda x, y, w: _fused.label_overlap_sums(x, y, w, activation=activation))
+def scalar_of_statistics(statistics_fn):
+    """A nonlinear scalar of all five outputs, so every cotangent is non-trivial."""
+
+    def loss(x, w):
+        lse, x_label, tp, pred_sum, target_sum = statistics_fn(x, w)
+        scale = jnp.arange(1.0, tp.shape[-1] + 1.0, dtype=tp.dtype)
+        return (
+            jnp.sum(jnp.sin(tp) * scale[None])
+            + jnp.sum(pred_sum**2)
+            + jnp.sum(target_sum * tp)
+            + jnp.sum(jnp.cos(lse - 0.5 * x_label))
+        )
+
+    return loss
+
+
+def test_label_statistics_match_numpy():
+    logits, labels, weights = make_inputs(0)
     with jax.enable_x64(True):
-        got = fn(logits, labels, weights)
-    for actual, expected in zip(got, numpy_sums(logits, labels, weights, activation), strict=True):
+        got = jax.jit(_fused.label_statistics)(logits, labels, weights)
+    want = numpy_label_statistics(logits, labels, weights)
+    for actual, expected in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("activation", "num_classes"), FORMS)
-def test_overlap_gradients_match_autodiff_of_plain_formula(activation, num_classes):
-    logits, labels, weights = form_inputs(1, activation, num_classes)
-    fused = scalar_of_sums(
-        lambda x, w: _fused.label_overlap_sums(x, labels, w, activation=activation)
-    )
-    plain = scalar_of_sums(lambda x, w: plain_sums(x, labels, w, activation))
+def test_label_statistics_derivatives_match_autodiff_of_plain_formula():
+    logits, labels, weights = make_inputs(1)
+    fused = scalar_of_statistics(lambda x, w: _fused.label_statistics(x, labels, w))
+    plain = scalar_of_statistics(lambda x, w: plain_statistics(x, labels, w))
     with jax.enable_x64(True):
         x, w = jnp.asarray(logits), jnp.asarray(weights)
         np.testing.assert_allclose(jax.jit(fused)(x, w), plain(x, w), rtol=1e-12)
@@ -120,62 +138,39 @@ def test_overlap_gradients_match_autodiff_of_plain_formula(activation, num_class
         _, jvp_fused = jax.jit(lambda a, b: jax.jvp(fused, (a, b), tangents))(x, w)
         _, jvp_plain = jax.jvp(plain, (x, w), tangents)
         np.testing.assert_allclose(jvp_fused, jvp_plain, rtol=1e-10, atol=1e-12)
+        # Second order (Hessian-vector products run forward over reverse).
+        np.testing.assert_allclose(
+            jax.jit(jax.hessian(fused))(x, w), jax.hessian(plain)(x, w), rtol=1e-8, atol=1e-10
+        )
 
 
-@pytest.mark.parametrize(("activation", "num_classes"), FORMS)
-def test_overlap_derivatives_match_finite_differences(activation, num_classes):
-    logits, labels, weights = form_inputs(2, activation, num_classes)
-    fused = scalar_of_sums(
-        lambda x, w: _fused.label_overlap_sums(x, labels, w, activation=activation)
-    )
+def test_label_statistics_derivatives_match_finite_differences():
+    logits, labels, weights = make_inputs(2)
+    # Mask weights are non-negative (the kernel reads log w): difference away from 0.
+    weights = 0.5 + weights
+    fused = scalar_of_statistics(lambda x, w: _fused.label_statistics(x, labels, w))
     with jax.enable_x64(True):
         check_grads(
             fused, (jnp.asarray(logits), jnp.asarray(weights)), order=2, modes=("fwd", "rev")
         )
 
 
-def test_overlap_sums_out_of_range_labels_count_in_no_class():
-    logits, labels, weights = make_inputs(3, num_classes=3)
-    labels[0, 3], labels[1, 5], labels[1, 6] = 255, -1, 3
-    fused = jax.jit(lambda x, w: _fused.label_overlap_sums(x, labels, w, activation="softmax"))
+def test_log_sum_exp_and_label_kernel_matches_autodiff():
+    """Without the per-class sums (cross-entropy alone): lse and the label's logit."""
+    logits, labels, weights = make_inputs(7)
+
+    def fused(x):
+        s = _fused.label_statistics(x, labels, weights, class_sums=False)
+        assert s.tp is None and s.pred_sum is None
+        return jnp.sum(jnp.cos(s.lse - 0.5 * s.label_logit))
+
+    def plain(x):
+        lse = jax.nn.logsumexp(x, axis=-1, keepdims=True)
+        return jnp.sum(jnp.cos(lse - 0.5 * jnp.take_along_axis(x, labels[..., None], -1)))
+
     with jax.enable_x64(True):
-        got = fused(logits, weights)
-        grads = jax.grad(scalar_of_sums(fused), argnums=(0, 1))(logits, weights)
-    for actual, expected in zip(got, numpy_sums(logits, labels, weights, "softmax"), strict=True):
-        np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
-    assert all(np.all(np.isfinite(g)) for g in grads)
-
-
-def test_overlap_sums_bf16_input_computes_in_float32():
-    logits, labels, weights = make_inputs(4, pixels=64, num_classes=5, dtype=np.float32)
-    bf16 = jnp.asarray(logits, jnp.bfloat16)
-    got = _fused.label_overlap_sums(bf16, labels, weights, activation="softmax")
-    want = numpy_sums(np.asarray(bf16, np.float32), labels, weights, "softmax")
-    for actual, expected in zip(got, want, strict=True):
-        assert actual.dtype == jnp.float32
-        np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-5, atol=1e-5)
-    grad = jax.grad(
-        scalar_of_sums(lambda x, w: _fused.label_overlap_sums(x, labels, w, activation="softmax")),
-    )(bf16, jnp.asarray(weights))
-    assert grad.dtype == jnp.bfloat16
-
-
-def test_label_nll_matches_numpy_and_autodiff():
-    logits, labels, _ = make_inputs(5, num_classes=5)
-    with jax.enable_x64(True):
-        got = jax.jit(_fused.label_nll)(logits, labels)
-        log_p = np.log(numpy_probabilities(logits, "softmax"))
-        want = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
-        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
-
-        def fused(x):
-            return jnp.sum(jnp.cos(_fused.label_nll(x, labels)))
-
-        def plain(x):
-            picked = jnp.take_along_axis(jax.nn.log_softmax(x), labels[..., None], -1)[..., 0]
-            return jnp.sum(jnp.cos(-picked))
-
         x = jnp.asarray(logits)
+        np.testing.assert_allclose(jax.jit(fused)(x), plain(x), rtol=1e-12)
         np.testing.assert_allclose(jax.jit(jax.grad(fused))(x), jax.grad(plain)(x), rtol=1e-10)
         np.testing.assert_allclose(
             jax.jit(jax.hessian(fused))(x), jax.hessian(plain)(x), rtol=1e-8, atol=1e-12
@@ -183,11 +178,100 @@ def test_label_nll_matches_numpy_and_autodiff():
         check_grads(fused, (x,), order=2, modes=("fwd", "rev"))
 
 
-def test_label_nll_out_of_range_label_is_nan():
-    logits, labels, _ = make_inputs(6, num_classes=3, dtype=np.float32)
-    labels[0, 0] = 255
-    nll = _fused.label_nll(logits, labels)
-    assert np.isnan(nll[0, 0]) and np.all(np.isfinite(nll[0, 1:]))
+def _primitives(fn, *args):
+    names = set()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            names.add(eqn.primitive.name)
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, tuple | list) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return names
+
+
+def test_the_losses_of_a_call_decide_which_kernel_runs():
+    """Cross-entropy alone needs no per-class sums: its gradient has no scatter of the label's
+    entries; with Dice in the same call one kernel serves both (its sums are segment sums)."""
+    logits, labels, _ = make_inputs(8, dtype=np.float32)
+    ce = jax.grad(lambda x: jsl.cross_entropy_loss(x, labels))
+    both = jax.grad(lambda x: jsl.combine("ce+dice")(x, labels)[0])
+    assert "scatter-add" not in _primitives(ce, logits)
+    if _fused.strategy() == "segments":
+        assert "scatter-add" in _primitives(both, logits)
+
+
+def test_unused_outputs_cost_nothing():
+    """Cross-entropy reads only the log-sum-exp and the label's logit: the compiled program has
+    no per-class column sums, as if the kernel computed nothing else."""
+    logits, labels, weights = make_inputs(3, num_classes=5, dtype=np.float32)
+
+    def nll(x):
+        s = _fused.label_statistics(x, labels, weights)
+        return jnp.sum(weights * (s.lse - s.label_logit)[..., 0])
+
+    hlo = jax.jit(jax.value_and_grad(nll)).lower(logits).compile().as_text()
+    assert "f32[2,5]" not in hlo  # no [B, C] sum was left in the program
+
+
+def test_nan_weight_makes_every_output_and_gradient_loud():
+    logits, labels, weights = make_inputs(4, dtype=np.float32)
+    weights[1, 4] = np.nan
+    fused = scalar_of_statistics(lambda x, w: _fused.label_statistics(x, labels, w))
+    s = _fused.label_statistics(logits, labels, weights)
+    assert np.isnan(s.pred_sum[1]).all() and np.isfinite(s.pred_sum[0]).all()
+    assert np.isfinite(s.lse).all()  # the per-pixel outputs do not read the weights
+    assert np.isnan(jax.grad(fused)(logits, weights)).any()
+
+
+def test_log_sum_exp_matches_numpy_and_autodiff():
+    logits, _, _ = make_inputs(5, num_classes=5)
+    with jax.enable_x64(True):
+        x = jnp.asarray(logits)
+        got = jax.jit(_fused.log_sum_exp)(x)
+        np.testing.assert_allclose(got, numpy_label_statistics(logits, *make_inputs(5)[1:])[0])
+
+        def fused(x):
+            return jnp.sum(jnp.cos(_fused.log_sum_exp(x)))
+
+        def plain(x):
+            return jnp.sum(jnp.cos(jax.nn.logsumexp(x, axis=-1, keepdims=True)))
+
+        np.testing.assert_allclose(jax.jit(jax.grad(fused))(x), jax.grad(plain)(x), rtol=1e-10)
+        np.testing.assert_allclose(
+            jax.jit(jax.hessian(fused))(x), jax.hessian(plain)(x), rtol=1e-8, atol=1e-12
+        )
+        check_grads(fused, (x,), order=2, modes=("fwd", "rev"))
+
+
+FORMS = [("softmax", 4), (None, 4), ("sigmoid", 1), (None, 1)]
+
+
+@pytest.mark.parametrize(("activation", "num_classes"), FORMS)
+def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(activation, num_classes):
+    """The overlap sums the losses read (fused for softmax, plain JAX otherwise)."""
+    logits, labels, weights = make_inputs(6, num_classes=num_classes)
+    if activation is None:
+        logits = numpy_probabilities(logits, "sigmoid")  # probabilities in (0, 1)
+
+    def fused(x, w):
+        return jsl.Inputs.prepare(x, labels, activation=activation, mask=w).overlap_sums()
+
+    with jax.enable_x64(True):
+        got = jax.jit(fused)(logits, weights)
+        want = numpy_sums(logits, labels, weights, activation)
+        for actual, expected in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
+        x, w = jnp.asarray(logits), jnp.asarray(weights)
+        got = jax.jit(jax.grad(scalar_of_sums(fused), argnums=(0, 1)))(x, w)
+        plain = scalar_of_sums(lambda x, w: plain_sums(x, labels, w, activation))
+        want = jax.grad(plain, argnums=(0, 1))(x, w)
+        for actual, expected in zip(got, want, strict=True):
+            np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_reverse_mode_keeps_no_class_wide_residual(strategy, monkeypatch):

@@ -51,13 +51,14 @@ def test_prepare_canonical_form():
         ignore_index=255,
         mask=mask,
     )
-    assert inputs.logits.shape == inputs.targets.shape == (2, 16, 3)
+    assert inputs.targets is None  # integer labels are never one-hot encoded up front
+    assert inputs.logits.shape == inputs.dense_targets().shape == (2, 16, 3)
     assert inputs.labels.shape == inputs.weights.shape == (2, 16)
     assert inputs.spatial_shape == (4, 4)
     np.testing.assert_allclose(inputs.logits, LOGITS.reshape(2, 16, 3))
     # The ignored label is made safe (0) before the one-hot, and weighs nothing.
     assert int(inputs.labels[0, 0]) == 0 and float(inputs.weights[0, 0]) == 0.0
-    np.testing.assert_allclose(inputs.targets[0, 0], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(inputs.dense_targets()[0, 0], [1.0, 0.0, 0.0])
     assert float(inputs.weights[1, 15]) == 0.5
     np.testing.assert_array_equal(inputs.labels[1], labels[1].reshape(-1))
 
@@ -463,23 +464,29 @@ def test_checked_and_plain_jit_do_not_share_traces(user_context, monkeypatch):
     jitted = jax.jit(checked_first)
     with pytest.raises(CheckError, match="`labels`"):
         jsl.checked(jitted)(SMALL_LOGITS, bad)
-    _close(jitted(SMALL_LOGITS, bad), jax.jit(jsl.dice_loss)(SMALL_LOGITS, bad))
-    assert np.isfinite(float(unchecked))
+    # Plain calls stay unchecked afterwards: the bad label is a loud NaN, not an exception.
+    assert np.isnan(float(jitted(SMALL_LOGITS, bad)))
+    assert np.isnan(float(unchecked))
 
 
-def test_unchecked_out_of_range_label_is_an_all_zero_target_row():
+def test_unchecked_out_of_range_label_is_nan_in_value_and_gradient():
     labels = SMALL_LABELS.copy()
     labels[0, 1, 1] = 7
-    dense = np.eye(3, dtype=np.float32)[np.clip(labels, 0, 2)]
-    dense[0, 1, 1] = 0.0
     logits = np.random.default_rng(5).normal(size=SMALL_LOGITS.shape).astype(np.float32)
     for fn in REGION_LOSSES:
-        _close(jit_call(fn, logits, labels), jit_call(fn, logits, dense), rtol=1e-5)
-    # With one sigmoid channel the target is `label == 1`: any other value is background.
+        value, grad = jax.jit(jax.value_and_grad(fn))(logits, labels)
+        assert np.isnan(float(value)) and np.isnan(np.asarray(grad)).any(), fn.__name__
+    # With one sigmoid channel the labels are 0 and 1: a 2 is no class either.
     binary = np.array([[[0, 1], [2, 1]]], np.int32)
+    value = jit_call(jsl.dice_loss, logits[:1, :2, :2, :1], binary, activation="sigmoid")
+    assert np.isnan(float(value))
+    # Masked away, the same label is inert.
+    mask = binary != 2
     _close(
-        jit_call(jsl.dice_loss, logits[..., :1], binary, activation="sigmoid"),
-        jit_call(jsl.dice_loss, logits[..., :1], binary % 2, activation="sigmoid"),
+        jit_call(jsl.dice_loss, logits[:1, :2, :2, :1], binary, activation="sigmoid", mask=mask),
+        jit_call(
+            jsl.dice_loss, logits[:1, :2, :2, :1], binary % 2, activation="sigmoid", mask=mask
+        ),
     )
 
 

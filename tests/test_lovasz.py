@@ -111,19 +111,24 @@ def np_one_hot(labels, num_classes):
 def ref_softmax_loss(probs, foreground, keep, *, classes, aggregate, reduction="mean"):
     rows = np_rows(probs, foreground, keep, aggregate)
     losses = np.array([np_lovasz_softmax_flat(p, f, classes) for p, f in rows])
-    return reduce_rows(losses, reduction)
+    return reduce_rows(losses, [len(p) > 0 for p, _ in rows], reduction)
 
 
 def ref_hinge_loss(logits, foreground, keep, *, aggregate, reduction="mean"):
     rows = np_rows(logits.astype(np.float64), foreground, keep, aggregate)
     losses = np.array([np_lovasz_hinge_flat(x, f) for x, f in rows])
-    return reduce_rows(losses, reduction)
+    return reduce_rows(losses, [len(x) > 0 for x, _ in rows], reduction)
 
 
-def reduce_rows(losses, reduction):
+def reduce_rows(losses, nonempty, reduction):
+    """The library's reduction policy: a row without kept pixels is left out of the mean, as
+    if sliced away (Berman's reference averages its 0 in)."""
     if reduction == "none":
         return losses
-    return losses.sum() if reduction == "sum" else losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    kept = losses[np.asarray(nonempty, bool)]
+    return kept.mean() if kept.size else 0.0
 
 
 def make_case(spatial=(6, 5), num_classes=4, batch=3, seed=0, absent=(2,)):
@@ -578,7 +583,7 @@ def test_bad_inputs_raise():
         softmax_loss(logits[..., :1], labels)
     with pytest.raises(TypeError, match="floating dtype"):
         softmax_loss(labels, labels)
-    with pytest.raises(ValueError, match="lovasz_hinge_loss is binary"):
+    with pytest.raises(ValueError, match=r"a binary loss .* needs logits with 1 channel"):
         hinge_loss(logits, labels)
     with pytest.raises(ValueError, match="`ignore_index` applies to integer labels"):
         hinge_loss(logits[..., :1], logits[..., :1], ignore_index=IGNORE)

@@ -14,7 +14,7 @@ import jaxseg_losses as jsl
 # ----------------------------------------------------------------------------------------------
 # NumPy reference, float64, written from the docstring equations (shares no code with the
 # package): per-pixel loss l_i and normaliser v_i, pixel weights m_i, then
-#   mean = sum m l / sum m v,  sum = sum m l,  none_b = sum_b m l / sum_b m v  (0 when empty).
+#   none_b = sum_b m l / sum_b m v  (0 when empty),  sum = sum_b none_b,  mean = sum m l / sum m v.
 
 TINY32 = float(np.finfo(np.float32).tiny)
 
@@ -53,11 +53,12 @@ def np_canonical(logits, labels, *, activation, class_axis, ignore_index, mask):
 
 def np_reduce(loss, norm, weights, reduction):
     num, den = weights * loss, weights * norm
+    n, d = num.sum(1), den.sum(1)
+    per_sample = np.where(d > 0, n / np.where(d > 0, d, 1), 0.0)
     if reduction == "none":
-        n, d = num.sum(1), den.sum(1)
-        return np.where(d > 0, n / np.where(d > 0, d, 1), 0.0)
+        return per_sample
     if reduction == "sum":
-        return num.sum()
+        return per_sample.sum()
     return num.sum() / den.sum() if den.sum() > 0 else 0.0
 
 
@@ -427,15 +428,18 @@ def test_pytorch_cross_entropy_weighted_smoothed_ignored():
     labels = np.array([[0, 2, 255]])
     weights = np.array([1.0, 2.0, 3.0], np.float32)
     options = {"class_weights": weights, "ignore_index": 255}
-    loss, summed = jax.jit(
+    loss, summed, pixel_sum = jax.jit(
         lambda x, y: (
             jsl.cross_entropy_loss(x, y, label_smoothing=0.1, **options),
             jsl.cross_entropy_loss(x, y, reduction="sum", **options),
+            jsl.cross_entropy_map(x, y, **options).sum(),
         )
     )(logits, labels)
     assert_close(loss, 1.27855572, rtol=1e-6)
-    # reduction="sum" holds PyTorch's unnormalised terms w_y l_y (0 when ignored).
-    assert_close(summed, 0.40760596 + 3 * 1.55144471, rtol=1e-6)
+    # PyTorch's reduction="sum", the unnormalised terms w_y l_y (0 when ignored), is the sum of
+    # the per-pixel map; reduction="sum" here adds per-sample means (one sample: 1.26548503).
+    assert_close(pixel_sum, 0.40760596 + 3 * 1.55144471, rtol=1e-6)
+    assert_close(summed, 1.26548503, rtol=1e-6)
 
 
 def test_pytorch_bce_with_logits_pos_weight():
@@ -717,27 +721,37 @@ def test_check_grads(loss_fn):
     check_grads(fn, (logits,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
 
 
-def test_maps_sum_to_reduction_sum_and_are_zero_where_ignored():
+def test_maps_are_the_per_pixel_terms_of_the_means_and_zero_where_ignored():
     logits, labels, _ = make_data(30, ignore=True)
+    valid = np.asarray(labels) != 255
+    # Each sample's mean divides its map's sum by its valid weight: Σ w_y for weighted CE (the
+    # label's class weight), the number of valid pixels for focal.
+    label_weight = WEIGHTS[np.where(valid, labels, 0)] * valid
     cases = [
-        (jsl.cross_entropy_map, jsl.cross_entropy_loss, {"class_weights": WEIGHTS}),
-        (jsl.focal_map, jsl.focal_loss, {"alpha": 0.25}),
+        (jsl.cross_entropy_map, jsl.cross_entropy_loss, {"class_weights": WEIGHTS}, label_weight),
+        (jsl.focal_map, jsl.focal_loss, {"alpha": 0.25}, valid.astype(np.float64)),
     ]
 
     @jax.jit
-    def maps_and_sums(x, y):
+    def maps_and_means(x, y):
         return [
             (
                 map_fn(x, y, ignore_index=255, **options),
-                loss_fn(x, y, ignore_index=255, reduction="sum", **options),
+                loss_fn(x, y, ignore_index=255, reduction="none", **options),
+                loss_fn(x, y, ignore_index=255, **options),
             )
-            for map_fn, loss_fn, options in cases
+            for map_fn, loss_fn, options, _ in cases
         ]
 
-    for pixel_map, total in maps_and_sums(logits, labels):
+    for (pixel_map, per_sample, mean), case in zip(
+        maps_and_means(logits, labels), cases, strict=True
+    ):
+        normaliser = case[3]
         assert pixel_map.shape == (B, H, W)
-        assert np.all(np.asarray(pixel_map)[np.asarray(labels) == 255] == 0.0)
-        assert_close(pixel_map.sum(), float(total))
+        assert np.all(np.asarray(pixel_map)[~valid] == 0.0)
+        pixel_map = np.asarray(pixel_map, np.float64)
+        assert_close(per_sample, pixel_map.sum((1, 2)) / normaliser.sum((1, 2)))
+        assert_close(mean, pixel_map.sum() / normaliser.sum())
 
 
 def test_axis_name_mean_is_exact_across_devices():
