@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 from jax.experimental import checkify
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -35,31 +37,109 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
         raise ValueError(f"`{name}` must be one of {shown}; got {value!r}.")
 
 
-def _static_scalar(name: str, value: Any) -> float | None:
-    """A scalar option's Python value, or ``None`` when it is traced (checked at run time only)."""
-    if jnp.ndim(value) != 0:
-        raise ValueError(f"`{name}` must be a scalar; got an array of shape {jnp.shape(value)}.")
+def _type_name(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _real_array(name: str, value: Any, what: str) -> Any:
+    """``value`` as a NumPy or JAX array of real numbers; strings, bools and None are refused.
+
+    Python and NumPy values stay NumPy (concrete, checked now, even inside a trace); JAX arrays
+    stay JAX (traced ones are checked at run time by :func:`checked`).
+    """
+    if isinstance(value, str | bytes | bool) or value is None:
+        raise TypeError(f"`{name}` must be {what}; got {_type_name(value)}.")
     try:
-        return float(value)
-    except jax.errors.ConcretizationTypeError:
+        array = value if isinstance(value, jax.Array) else np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be {what}; got {_type_name(value)}.") from None
+    if not (jnp.issubdtype(array.dtype, jnp.floating) or jnp.issubdtype(array.dtype, jnp.integer)):
+        raise TypeError(f"`{name}` must be {what}; got an array of dtype {array.dtype}.")
+    return array
+
+
+def _concrete(array: Any) -> Any:
+    """The NumPy value of ``array``, or ``None`` when it is traced (checked at run time only)."""
+    if isinstance(array, Tracer):
         return None
+    return np.asarray(array)
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = 0.0,
+    high: float | None = None,
+    high_open: bool = False,
+    vector: bool = False,
+) -> None:
+    """Validates a real option (a Python number, a NumPy or JAX scalar, traced or not).
+
+    Types are checked at trace time (``TypeError``: a string, a bool or ``None`` is never read as
+    a number). A concrete value must be finite and lie in ``[low, high]`` (``[low, high)`` with
+    ``high_open``), else ``ValueError``; a traced one is checked by :func:`checked`. With
+    ``vector``, a 1-D array is accepted too (per-class options) and every entry is checked.
+    """
+    bounds = _bounds_text(low, high, high_open)
+    requirement = (
+        "finite and non-negative" if (low, high) == (0.0, None) else (f"finite and lie in {bounds}")
+    )
+    what = "a real number" + (" or a vector of them" if vector else "") + f" in {bounds}"
+    array = _real_array(name, value, what)
+    if array.ndim > (1 if vector else 0):
+        shape = "a scalar or a 1-D vector" if vector else "a scalar"
+        raise ValueError(f"`{name}` must be {shape}; got an array of shape {array.shape}.")
+    concrete = _concrete(array)
+    if concrete is None:
+        inside = jnp.all(jnp.isfinite(array))
+        if low is not None:
+            inside = inside & jnp.all(array >= low)
+        if high is not None:
+            inside = inside & jnp.all(array < high if high_open else array <= high)
+        check_values(inside, f"`{name}` must be {requirement}")
+        return
+    bad = ~np.isfinite(concrete)
+    if low is not None:
+        bad |= concrete < low
+    if high is not None:
+        bad |= (concrete >= high) if high_open else (concrete > high)
+    if np.any(bad):
+        shown = concrete.item() if concrete.ndim == 0 else concrete.tolist()
+        raise ValueError(f"`{name}` must be {requirement}; got {shown}.")
+
+
+def _bounds_text(low: float | None, high: float | None, high_open: bool) -> str:
+    left = "(-inf" if low is None else f"[{low:g}"
+    right = "inf)" if high is None else (f"{high:g})" if high_open else f"{high:g}]")
+    return f"{left}, {right}"
 
 
 def check_nonnegative(name: str, value: Any) -> None:
-    """Raises ``ValueError`` if a static scalar option is negative (traced values pass)."""
-    scalar = _static_scalar(name, value)
-    if scalar is not None and not scalar >= 0.0:  # also rejects NaN
-        raise ValueError(f"`{name}` must be non-negative; got {scalar}.")
+    """A finite, non-negative real scalar option (``smooth``, ``gamma``, ...)."""
+    check_real(name, value, low=0.0)
 
 
 def check_in_unit_interval(name: str, value: Any, *, closed_right: bool = True) -> None:
-    """Raises ``ValueError`` unless a static scalar option lies in [0, 1] (or [0, 1))."""
-    scalar = _static_scalar(name, value)
-    if scalar is None:
+    """A real scalar option in [0, 1] (or [0, 1))."""
+    check_real(name, value, low=0.0, high=1.0, high_open=not closed_right)
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raises ``TypeError`` unless ``value`` is a Python (or NumPy) bool: never truthiness."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be True or False; got {_type_name(value)}.")
+
+
+def check_ignore_index(value: Any) -> None:
+    """``ignore_index`` is a static Python int (a label value) or ``None``."""
+    if value is None:
         return
-    if not 0.0 <= scalar <= 1.0 or (not closed_right and scalar == 1.0):
-        bound = "[0, 1]" if closed_right else "[0, 1)"
-        raise ValueError(f"`{name}` must lie in {bound}; got {scalar}.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`ignore_index` must be an int label value (e.g. 255) or None; got "
+            f"{_type_name(value)}."
+        )
 
 
 def as_float_array(name: str, x: Any) -> jax.Array:
@@ -104,13 +184,21 @@ def check_min_rank(name: str, x: jax.Array, min_rank: int, layout: str) -> None:
 
 
 def class_vector(
-    name: str, value: Any, num_classes: int, dtype: Any, *, rank: int = 1
+    name: str,
+    value: Any,
+    num_classes: int,
+    dtype: Any,
+    *,
+    rank: int = 1,
+    high: float | None = None,
 ) -> jax.Array:
     """Validates a per-class vector (``class_weights``, ``alpha``) of length ``num_classes``.
 
-    Returns it shaped ``[1, ..., 1, C]`` with ``rank`` dimensions, ready to multiply a
-    ``[..., C]`` array without implicit rank promotion.
+    Entries must be finite and non-negative (and at most ``high``). Returns the vector shaped
+    ``[1, ..., 1, C]`` with ``rank`` dimensions, ready to multiply a ``[..., C]`` array without
+    implicit rank promotion.
     """
+    check_real(name, value, low=0.0, high=high, vector=True)
     vector = jnp.asarray(value, dtype=dtype)
     if vector.ndim != 1 or vector.shape[0] != num_classes:
         raise ValueError(
@@ -169,10 +257,28 @@ def value_checks_disabled() -> Iterator[None]:
         _VALUE_CHECKS.reset(token)
 
 
-def check_values(predicate: jax.Array, message: str, *fmt_args: jax.Array) -> None:
+def check_elements(name: str, ok: jax.Array, values: jax.Array, requirement: str) -> None:
+    """In checked mode, requires ``ok`` everywhere, naming the first offending value.
+
+    ``ok`` and ``values`` have the argument's own shape; the message reads "`name` must
+    <requirement>; got <value> at index <index>", the index in the argument's own layout.
+    """
+    if not value_checks_enabled():
+        return
+    first = jnp.argmax(~ok.reshape(-1))
+    index = jnp.stack(jnp.unravel_index(first, ok.shape)) if ok.ndim else first
+    check_values(
+        jnp.all(ok),
+        f"`{name}` must {requirement}; got {{value}} at index {{index}}",
+        value=values.reshape(-1)[first],
+        index=index,
+    )
+
+
+def check_values(predicate: jax.Array, message: str, **fmt_args: jax.Array) -> None:
     """Adds a ``checkify`` value check when checked mode is on; a no-op otherwise."""
     if value_checks_enabled():
-        checkify.check(predicate, message, *fmt_args)
+        checkify.check(predicate, message, **fmt_args)  # pyright: ignore[reportArgumentType]
 
 
 # jax.jit caches traces by function and argument types, not by the flag above: a jitted function
@@ -197,6 +303,10 @@ def _value_checks() -> Iterator[None]:
         _VALUE_CHECKS.reset(token)
 
 
+def _throw(error: Any) -> None:
+    error.throw()
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -206,11 +316,19 @@ def checked(fn: F) -> F:
     Shapes, dtypes and options are always checked at trace time. Values are not, because a traced
     function cannot raise: by default a label outside ``[0, C)`` (and not ``ignore_index``)
     makes the loss NaN, non-finite logits propagate NaN, and probabilities outside ``[0, 1]`` are
-    used as given. ``checked(fn)`` traces ``fn`` with value checks switched on
-    (labels in range or equal to ``ignore_index``, finite logits, probabilities and dense targets
-    in ``[0, 1]``, non-negative mask weights) through ``jax.experimental.checkify`` and raises
-    ``checkify.JaxRuntimeError`` naming the first failed check. Use it while debugging a data
-    pipeline; it retraces on every call, so keep the plain function in the training step.
+    used as given. ``checked(fn)`` traces ``fn`` with value checks switched on, through
+    ``jax.experimental.checkify``: labels in range or equal to ``ignore_index``, finite logits,
+    probabilities and dense targets in ``[0, 1]``, non-negative mask weights (on the pixels that
+    count: masked and ignored pixels are inert whatever they hold), and the range of options
+    passed as traced arrays (a smoothing or γ schedule). The error names the argument and the
+    first offending value and its index.
+
+    It composes with ``jax.jit`` in either order and inside ``nnx.jit``, ``jax.vmap`` and
+    ``jax.grad``: called eagerly (``checked(jax.jit(fn))``) it raises
+    ``checkify.JaxRuntimeError`` before returning; traced from outside
+    (``jax.jit(checked(fn))``, a train step) the check runs inside the compiled program and the
+    call raises ``JaxRuntimeError`` when it executes. Checked and plain calls never share a
+    compiled trace.
 
     Args:
       fn: any function of this library, or a function that calls them.
@@ -219,14 +337,17 @@ def checked(fn: F) -> F:
       A function with the same signature that raises on bad values.
 
     Examples:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> import jaxseg_losses as jsl
       >>> logits = jnp.zeros((1, 2, 2, 3))
       >>> labels = jnp.array([[[0, 1], [2, 7]]])
       >>> jsl.checked(jsl.dice_loss)(logits, labels)
       Traceback (most recent call last):
         ...
-      jax._src.checkify.JaxRuntimeError: `labels` must lie in [0, 3) or equal ignore_index ...
+      jax._src.checkify.JaxRuntimeError: `labels` must lie in [0, 3) ... got 7 at index [0 1 1] ...
+      >>> step = jax.jit(jsl.checked(jsl.dice_loss))    # compiles once, checks every call
+      >>> print(f"{step(logits, labels % 3):.4f}")
+      0.4872
     """
 
     @functools.wraps(fn)
@@ -236,7 +357,12 @@ def checked(fn: F) -> F:
                 return fn(*args, **kwargs)
 
         error, out = checkify.checkify(traced, errors=checkify.user_checks)(*args)
-        error.throw()
+        if any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(error)):
+            # Traced from outside (jax.jit, nnx.jit, vmap, grad of `checked(fn)`): the error is
+            # only known when the program runs, so it is raised from there.
+            jax.debug.callback(_throw, error)
+        else:
+            error.throw()
         return out
 
     return wrapper  # type: ignore[return-value]

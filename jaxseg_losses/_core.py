@@ -40,6 +40,8 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 
 from jaxseg_losses import _checks
 from jaxseg_losses._inputs import Inputs, prepare
@@ -516,9 +518,12 @@ def _rows(definition: LossDefinition, sums: Sums, count: jax.Array) -> tuple[jax
             f"A LossDefinition's finish must return one loss per row, shape "
             f"{tuple(jnp.shape(count))}; got shape {tuple(jnp.shape(values))}."
         )
-    # sign(count): 1 with a valid pixel, 0 without, NaN when a label was invalid (stays loud).
+    # sign(count): 1 with a valid pixel, 0 without, NaN when a label was invalid.
     weights = jnp.sign(count) if definition.weight is None else definition.weight(sums)
-    return jnp.where(weights == 0, jnp.zeros((), values.dtype), values), weights
+    # A row of weight 0 is left out (value and gradient 0); a NaN weight makes the value and
+    # its gradient NaN, whatever the finishing step did with the sums (a loud invalid label).
+    loud = values * jnp.sign(weights)
+    return jnp.where(weights == 0, jnp.zeros((), values.dtype), loud), weights
 
 
 def term_sums(term: Term, inputs: Inputs, reduction: str) -> Any:
@@ -649,6 +654,12 @@ def evaluate(
 
 
 def check_weight(name: str, weight: Any) -> None:
-    """A term's weight: a real number (finite when static) or a traced scalar."""
-    if isinstance(weight, bool) or not isinstance(weight, numbers.Real | jax.Array):
+    """A term's weight: a finite real number, or a traced scalar (checked by ``checked``)."""
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real | jax.Array | np.number):
         raise TypeError(f"The weight of term {name!r} must be a number; got {weight!r}.")
+    value: Any = weight
+    if np.ndim(value) != 0:
+        raise ValueError(f"The weight of term {name!r} must be a scalar; got {weight!r}.")
+    if not isinstance(value, Tracer) and not np.isfinite(np.asarray(value)):
+        raise ValueError(f"The weight of term {name!r} must be finite; got {weight!r}.")
+    _checks.check_values(jnp.isfinite(value), f"The weight of term {name!r} must be finite")

@@ -34,6 +34,13 @@ branches of the tangent whose cotangents are zero.)
   :math:`e^{-\infty} = 0`; a NaN weight, or a negative one, which the data contract excludes,
   gives NaN).
 
+Pixels of weight 0 (masked or ignored) are inert whatever their logits, NaN and infinities
+included, at no cost when they are finite: each kernel detects a non-finite logit on a pixel of
+weight 0 from its own log-sum-exp (a ``[B, P]`` test), and only then recomputes on logits whose
+excluded pixels are zeroed (:func:`jax.lax.cond`); the gradient is guarded the same way
+(:func:`_clean_tangent`). A select on every ``[B, P, C]`` element would instead stop XLA:CPU from
+fusing the reductions, at several times the cost.
+
 How the label's entry of each pixel is picked depends on the backend (:func:`strategy`):
 ``"segments"`` gathers it and sums per class with segment sums of ``B·P`` values (XLA:CPU cannot
 fuse a select into its reduction kernels and would write a ``[B, P, C]`` array for each), and
@@ -129,6 +136,30 @@ def _label_column_sums(
 
 
 # ----------------------------------------------------------------------------------------------
+# Excluded pixels with non-finite logits.
+
+
+def _excluded_non_finite(lse: jax.Array, weights: jax.Array) -> jax.Array:
+    """Whether a pixel of weight 0 has a NaN or infinite log-sum-exp (a NaN or +inf logit, or
+    all logits -inf): a scalar bool, from ``[B, P, 1]`` values."""
+    return jnp.any((weights == 0)[..., None] & ~jnp.isfinite(lse))
+
+
+def _zero_excluded(x: jax.Array, weights: jax.Array) -> jax.Array:
+    """``x`` with the rows of pixels of weight 0 set to 0 (taken only when one is non-finite)."""
+    return jnp.where((weights == 0)[..., None], jnp.zeros((), x.dtype), x)
+
+
+def _clean_tangent(dx: jax.Array, weights: jax.Array, non_finite: jax.Array) -> jax.Array:
+    """``dx`` with the rows of excluded pixels zeroed when one holds a non-finite logit.
+
+    The kernels apply it to their input tangent, so in reverse mode it zeroes the gradient of
+    those rows (which would otherwise be ``0 · NaN``); finite rows already get an exact 0.
+    """
+    return jax.lax.cond(non_finite, lambda d: _zero_excluded(d, weights), lambda d: d, dx)
+
+
+# ----------------------------------------------------------------------------------------------
 # Row log-sum-exp alone.
 
 
@@ -194,7 +225,7 @@ def label_statistics(
       ``class_sums``), differentiable in ``logits`` and ``weights`` in forward and reverse mode.
     """
     if not class_sums:
-        return LabelStatistics(*_label_log_sum_exp(logits, labels), None, None, None)
+        return LabelStatistics(*_label_log_sum_exp(logits, labels, weights), None, None, None)
     return LabelStatistics(*_label_statistics(logits, labels, weights))
 
 
@@ -205,8 +236,30 @@ def _select_labels(x: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 @jax.custom_jvp
-def _label_log_sum_exp(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return _row_log_sum_exp(logits), at_labels(logits, labels)
+def _label_log_sum_exp(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    return _lse_and_label_primal(logits, labels, weights)
+
+
+def _lse_and_label_primal(
+    x: jax.Array, labels: jax.Array, w: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    return _lse_and_label_flagged(x, labels, w)[0]
+
+
+def _lse_and_label_flagged(
+    x: jax.Array, labels: jax.Array, w: jax.Array
+) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    """The outputs, and whether an excluded pixel has a non-finite logit."""
+    lse = _row_log_sum_exp(x)
+    non_finite = _excluded_non_finite(lse, w)
+
+    def recompute() -> tuple[jax.Array, jax.Array]:
+        inert = _zero_excluded(x, w)
+        return _row_log_sum_exp(inert), at_labels(inert, labels)
+
+    return jax.lax.cond(non_finite, recompute, lambda: (lse, at_labels(x, labels))), non_finite
 
 
 def _lse_and_label_tangent(
@@ -217,9 +270,13 @@ def _lse_and_label_tangent(
 
 @_label_log_sum_exp.defjvp
 def _label_log_sum_exp_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
-    (x, labels), (dx, _) = primals, tangents
-    out = _label_log_sum_exp(x, labels)
-    return out, jax.checkpoint(_lse_and_label_tangent)(x, labels, out[0], dx)
+    (x, labels, w), (dx, _, _) = primals, tangents
+    out, non_finite = _lse_and_label_flagged(x, labels, w)
+
+    def tangent(x: jax.Array, lse: jax.Array, dx: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return _lse_and_label_tangent(x, labels, lse, _clean_tangent(dx, w, non_finite))
+
+    return out, jax.checkpoint(tangent)(x, out[0], dx)
 
 
 @jax.custom_jvp
@@ -229,11 +286,29 @@ def _label_statistics(
     return _statistics_primal(logits, labels, weights)
 
 
-def _statistics_primal(
+def _statistics_primal(x: jax.Array, labels: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
+    return _statistics_flagged(x, labels, w)[0]
+
+
+def _statistics_flagged(
     x: jax.Array, labels: jax.Array, w: jax.Array
+) -> tuple[tuple[jax.Array, ...], jax.Array]:
+    """The outputs, and whether an excluded pixel has a non-finite logit."""
+    lse = _row_log_sum_exp(x)
+    non_finite = _excluded_non_finite(lse, w)
+
+    def recompute() -> tuple[jax.Array, ...]:
+        inert = _zero_excluded(x, w)
+        return _statistics_given_lse(inert, _row_log_sum_exp(inert), labels, w)
+
+    fast = lambda: _statistics_given_lse(x, lse, labels, w)  # noqa: E731
+    return jax.lax.cond(non_finite, recompute, fast), non_finite
+
+
+def _statistics_given_lse(
+    x: jax.Array, lse: jax.Array, labels: jax.Array, w: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     num_classes = x.shape[-1]
-    lse = _row_log_sum_exp(x)
     x_label = at_labels(x, labels)
     # w p = exp(x - (lse - log w)): the column sum reads the logits and one [B, P] shift.
     shift = lse - jnp.log(w)[..., None]
@@ -312,12 +387,17 @@ def _tangent_or_none(t: Any) -> Any:
 @functools.partial(_label_statistics.defjvp, symbolic_zeros=True)
 def _label_statistics_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
     x, labels, w = primals
-    out = _statistics_primal(x, labels, w)
+    out, non_finite = _statistics_flagged(x, labels, w)
     dx, dw = _tangent_or_none(tangents[0]), _tangent_or_none(tangents[2])
     if dx is None and dw is None:
         return out, tuple(jnp.zeros_like(o) for o in out)
     lse, x_label = out[0], out[1]
+
+    def tangent(x: jax.Array, lse: jax.Array, x_label: jax.Array, dx: Any, dw: Any) -> Any:
+        if dx is not None:
+            dx = _clean_tangent(dx, w, non_finite)
+        return _statistics_tangent(x, labels, w, lse, x_label, dx, dw)
+
     # Checkpointed: the backward pass recomputes the probabilities instead of keeping a
     # [B, P, C] residual.
-    tangent = jax.checkpoint(_statistics_tangent)(x, labels, w, lse, x_label, dx, dw)
-    return out, tangent
+    return out, jax.checkpoint(tangent)(x, lse, x_label, dx, dw)

@@ -63,7 +63,9 @@ class Inputs:
 
     Attributes:
       logits: ``[B, P, C]`` logits in the compute dtype (probabilities when ``activation`` is
-        None); ``P`` is the number of pixels, ``C`` the number of classes (channels).
+        None); ``P`` is the number of pixels, ``C`` the number of classes (channels). The rows
+        of pixels of weight 0 read 0, so that a masked or ignored pixel is inert whatever its
+        logits (NaN and infinities included).
       labels: ``[B, P]`` int32 class indices in ``[0, C)`` (``{0, 1}`` for one channel), made
         safe (ignored and invalid pixels hold 0), or ``None`` when dense targets were given.
       targets: ``[B, P, C]`` dense float targets in the compute dtype, or ``None`` for integer
@@ -84,7 +86,7 @@ class Inputs:
         spatial_shape: tuple[int, ...],
         activation: str | None,
     ) -> None:
-        self.logits = logits
+        self._logits = logits
         self.labels = labels
         self.targets = targets
         self.weights = weights
@@ -136,25 +138,36 @@ class Inputs:
             mask=mask,
         )
 
+    @property
+    def logits(self) -> jax.Array:
+        # The fused kernels read the logits as given and keep excluded pixels inert themselves
+        # (at no cost when their logits are finite); everything else reads this copy.
+        return self._once(
+            "logits",
+            lambda: jnp.where(
+                (self.weights == 0)[..., None], jnp.zeros((), self.dtype), self._logits
+            ),
+        )
+
     def __repr__(self) -> str:
         labels = "None" if self.labels is None else f"int32{list(self.labels.shape)}"
         return (
-            f"Inputs(logits={self.logits.dtype}{list(self.logits.shape)}, labels={labels}, "
+            f"Inputs(logits={self.dtype}{list(self._logits.shape)}, labels={labels}, "
             f"activation={self.activation!r})"
         )
 
     @property
     def num_classes(self) -> int:
-        return self.logits.shape[-1]
+        return self._logits.shape[-1]
 
     @property
     def batch_size(self) -> int:
-        return self.logits.shape[0]
+        return self._logits.shape[0]
 
     @property
     def dtype(self) -> Any:
         """The compute dtype (float32, or float64 under x64)."""
-        return self.logits.dtype
+        return self._logits.dtype
 
     @property
     def is_binary(self) -> bool:
@@ -184,7 +197,7 @@ class Inputs:
 
     def _copy(self) -> "Inputs":
         return Inputs(
-            logits=self.logits,
+            logits=self._logits,
             labels=self.labels,
             targets=self.targets,
             weights=self.weights,
@@ -199,7 +212,7 @@ class Inputs:
         return self._once(
             "label_statistics",
             lambda: _fused.label_statistics(
-                self.logits, labels, self.weights, class_sums=class_sums
+                self._logits, labels, self.weights, class_sums=class_sums
             ),
         )
 
@@ -247,7 +260,10 @@ class Inputs:
 
         def compute() -> jax.Array:
             if self.activation == "softmax":
-                return self.logits - self.log_sum_exp()[..., None]
+                # The log-sum-exp of the rows that `logits` zeroes (excluded pixels) is log C.
+                excluded = self.weights == 0
+                lse = jnp.where(excluded, math.log(self.num_classes), self.log_sum_exp())
+                return self.logits - lse[..., None]
             return safe_log(self.logits)
 
         return self._once("log_probabilities", compute)
@@ -352,7 +368,7 @@ class Inputs:
             weights = flat(self.weights)
             assert weights is not None
             return Inputs(
-                logits=self.logits.reshape(1, -1, self.num_classes),
+                logits=self._logits.reshape(1, -1, self.num_classes),
                 labels=flat(self.labels),
                 targets=flat(self.targets),
                 weights=weights,
@@ -378,6 +394,7 @@ def prepare(
 ) -> Inputs:
     """Validates ``(logits, labels, mask)`` and canonicalises them; see the module docstring."""
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
+    _checks.check_ignore_index(ignore_index)
     logits = _checks.as_float_array("logits", logits)
     _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, num_classes]")
     axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim)
@@ -394,12 +411,6 @@ def prepare(
     dtype = compute_dtype(logits.dtype)
     batch, *spatial = channels_last.shape[:-1]
     flat_logits = channels_last.reshape(batch, -1, num_classes).astype(dtype)
-    _checks.check_values(jnp.all(jnp.isfinite(flat_logits)), "`logits` must be finite")
-    if activation is None:
-        _checks.check_values(
-            jnp.all((flat_logits >= 0) & (flat_logits <= 1)),
-            "`logits` must be probabilities in [0, 1] when activation=None",
-        )
 
     label_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
     labels = jnp.asarray(labels)
@@ -418,14 +429,24 @@ def prepare(
             "included; integer class indices have the logits' shape without the class axis.",
         )
         targets = jnp.moveaxis(labels, axis, -1).reshape(batch, -1, num_classes).astype(dtype)
-        _checks.check_values(
-            jnp.all((targets >= 0) & (targets <= 1)), "dense `labels` must lie in [0, 1]"
-        )
         safe_labels = None
         ignored = None
     elif jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
         hint = ""
-        if tuple(labels.shape) == tuple(logits.shape):
+        singleton = [
+            a
+            for a in range(1, labels.ndim)
+            if labels.ndim == logits.ndim
+            and labels.shape[a] == 1
+            and tuple(labels.shape[:a] + labels.shape[a + 1 :]) == label_shape
+        ]
+        if singleton:
+            hint = (
+                f"Integer labels are class indices without a class axis: squeeze axis "
+                f"{singleton[0]} (`labels.squeeze({singleton[0]})`; the PyTorch habit "
+                "[B, 1, H, W] is `labels[:, 0]`)."
+            )
+        elif tuple(labels.shape) == tuple(logits.shape):
             hint = (
                 "Integer labels are class indices without a class axis; squeeze it, or cast "
                 "one-hot targets to float to pass them as dense targets."
@@ -443,11 +464,6 @@ def prepare(
         # A single channel is one binary problem: its labels are 0 and 1.
         num_labels = max(num_classes, 2)
         in_range = (flat >= 0) & (flat < num_labels)
-        _checks.check_values(
-            jnp.all(in_range if ignored is None else in_range | ignored),
-            f"`labels` must lie in [0, {num_labels}) or equal ignore_index "
-            f"({ignore_index}); found a label out of range",
-        )
         invalid = ~in_range if ignored is None else ~in_range & ~ignored
         # Ignored and invalid pixels get label 0 *before* any gather: no index is ever out of
         # range, and their weight (0, or NaN) says what they are.
@@ -468,12 +484,36 @@ def prepare(
         if not (jnp.issubdtype(mask.dtype, jnp.number) or mask.dtype == jnp.bool_):
             raise TypeError(f"`mask` must be bool or numeric weights; got dtype {mask.dtype}.")
         weights = mask.reshape(batch, -1).astype(dtype)
-        _checks.check_values(jnp.all(weights >= 0), "`mask` weights must be non-negative")
+        _checks.check_elements(
+            "mask", weights.reshape(label_shape) >= 0, mask, "hold non-negative weights"
+        )
     if ignored is not None:
         weights = jnp.where(ignored, jnp.zeros((), dtype), weights)
+    # Checked mode looks at the pixels that count: a masked or ignored pixel is inert whatever
+    # its logits or label.
+    counts = (weights != 0).reshape(label_shape)
     if invalid is not None:
+        _checks.check_elements(
+            "labels",
+            ~invalid.reshape(label_shape) | ~counts,
+            labels,
+            f"lie in [0, {num_labels}) or equal ignore_index ({ignore_index})",
+        )
         # Only pixels that would count are loud: a masked pixel is inert whatever its label.
         weights = jnp.where(invalid & (weights != 0), jnp.full((), jnp.nan, dtype), weights)
+    counted = jnp.expand_dims(counts, axis)
+    _checks.check_elements("logits", jnp.isfinite(logits) | ~counted, logits, "be finite")
+    if activation is None:
+        _checks.check_elements(
+            "logits",
+            ((logits >= 0) & (logits <= 1)) | ~counted,
+            logits,
+            "be probabilities in [0, 1] when activation=None",
+        )
+    if targets is not None:
+        _checks.check_elements(
+            "labels", ((labels >= 0) & (labels <= 1)) | ~counted, labels, "lie in [0, 1] (dense)"
+        )
 
     return Inputs(
         logits=flat_logits,

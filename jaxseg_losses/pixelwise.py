@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg_losses import _checks
 from jaxseg_losses._core import LossDefinition, define_loss
@@ -94,14 +95,17 @@ def _class_option(name: str, value: Any, num_classes: int, dtype: Any) -> jax.Ar
     return _checks.class_vector(name, array, num_classes, dtype, rank=3)
 
 
-def _check_ce_options(label_smoothing: Any) -> None:
+def _check_ce_options(class_weights: Any, pos_weight: Any, label_smoothing: Any) -> None:
     _checks.check_in_unit_interval("label_smoothing", label_smoothing, closed_right=False)
+    for name, value in (("class_weights", class_weights), ("pos_weight", pos_weight)):
+        if value is not None:
+            _checks.check_real(name, value, vector=True)
 
 
 def _check_focal_options(gamma: Any, alpha: Any) -> None:
     _checks.check_nonnegative("gamma", gamma)
-    if alpha is not None and jnp.ndim(alpha) == 0:
-        _checks.check_in_unit_interval("alpha", alpha)
+    if alpha is not None:
+        _checks.check_real("alpha", alpha, high=1.0, vector=True)
 
 
 def _at_labels(vector: jax.Array, labels: jax.Array) -> jax.Array:
@@ -197,14 +201,14 @@ def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.
 
     if alpha is None:
         alpha_c = None
-    elif jnp.ndim(alpha) == 0:
+    elif np.ndim(alpha) == 0:
         # The binary convention for exclusive classes (MONAI): 1 - α for the background class 0,
         # α for every foreground class.
         a = jnp.asarray(alpha, dtype)
         alpha_c = jnp.concatenate([(1.0 - a)[None], jnp.broadcast_to(a, (num_classes - 1,))])
         alpha_c = alpha_c.reshape(1, 1, num_classes)
     else:
-        alpha_c = _checks.class_vector("alpha", alpha, num_classes, dtype, rank=3)
+        alpha_c = _checks.class_vector("alpha", alpha, num_classes, dtype, rank=3, high=1.0)
 
     if inputs.labels is not None:
         labels = inputs.labels
@@ -367,7 +371,7 @@ def cross_entropy_loss(
       PyTorch ``torch.nn.CrossEntropyLoss`` and ``BCEWithLogitsLoss`` documentation. Müller,
       Kornblith & Hinton, "When does label smoothing help?", NeurIPS 2019.
     """
-    _check_ce_options(label_smoothing)
+    _check_ce_options(class_weights, pos_weight, label_smoothing)
     return LossDefinition.pixel_mean(
         lambda inputs: _cross_entropy_terms(
             inputs,
@@ -424,7 +428,7 @@ def cross_entropy_map(
     References:
       PyTorch ``torch.nn.CrossEntropyLoss(reduction="none")`` documentation.
     """
-    _check_ce_options(label_smoothing)
+    _check_ce_options(class_weights, pos_weight, label_smoothing)
     return _pixel_map(
         lambda inputs: _cross_entropy_terms(
             inputs,

@@ -55,6 +55,17 @@ def _region_docs(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _check_region_options(
+    smooth: Any, log: Any, class_weights: Any, include_background: Any
+) -> None:
+    """The options every region loss shares, checked when the loss is defined."""
+    _checks.check_nonnegative("smooth", smooth)
+    _checks.check_bool("log", log)
+    _checks.check_bool("include_background", include_background)
+    if class_weights is not None:
+        _checks.check_real("class_weights", class_weights, vector=True)
+
+
 def check_can_drop_background(num_classes: int) -> None:
     """``include_background=False`` needs a class left after dropping class 0."""
     if num_classes < 2:
@@ -148,7 +159,7 @@ def iou_loss(
       Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks for Image
       Segmentation", ISVC 2016.
     """
-    _checks.check_nonnegative("smooth", smooth)
+    _check_region_options(smooth, log, class_weights, include_background)
     return overlap_loss(
         lambda stats: iou_from_stats(stats, smooth=smooth, log=log),
         class_weights=class_weights,
@@ -202,7 +213,7 @@ def dice_loss(
       Milletari, Navab & Ahmadi, "V-Net: Fully Convolutional Neural Networks for Volumetric
       Medical Image Segmentation", 3DV 2016.
     """
-    _checks.check_nonnegative("smooth", smooth)
+    _check_region_options(smooth, log, class_weights, include_background)
     return overlap_loss(
         lambda stats: dice_from_stats(stats, smooth=smooth, log=log),
         class_weights=class_weights,
@@ -267,8 +278,9 @@ def tversky_loss(
       convolutional deep networks", MLMI 2017. Abraham & Khan, "A Novel Focal Tversky Loss
       Function with Improved Attention U-Net for Lesion Segmentation", ISBI 2019.
     """
-    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("smooth", smooth)):
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         _checks.check_nonnegative(name, value)
+    _check_region_options(smooth, log, class_weights, include_background)
     return overlap_loss(
         lambda stats: tversky_from_stats(
             stats, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, log=log
@@ -380,7 +392,7 @@ def generalized_dice_loss(
       loss function for highly unbalanced segmentations", DLMIA 2017.
     """
     _checks.check_choice("weight_type", weight_type, GENERALIZED_DICE_WEIGHTS)
-    _checks.check_nonnegative("smooth", smooth)
+    _check_region_options(smooth, log, class_weights, include_background)
 
     return LossDefinition(
         sums=stats_of,

@@ -20,6 +20,7 @@ and devices (``axis_name``); :class:`OverlapStats` is a pytree made for that.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -145,10 +146,15 @@ def safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
 
 
 def score_to_loss(score: jax.Array, *, log: bool, gamma: Any = 1.0) -> jax.Array:
-    """``(1 - score) ** gamma``, or ``(-ln score) ** gamma`` with ``log=True``."""
+    r"""``(1 - score) ** gamma``, or ``(-ln score) ** gamma`` with ``log=True``.
+
+    The log form floors the score at :math:`\sqrt{\mathrm{tiny}}` (``-ln`` = 43.7 in float32),
+    as :func:`~jaxseg_losses._inputs.safe_log` does: the second derivative :math:`1 / r^2` then
+    stays finite, so Hessian-vector products at a class with no overlap (``smooth=0``) are too.
+    """
     if log:
-        tiny = jnp.finfo(score.dtype).tiny
-        loss = -jnp.log(jnp.maximum(score, tiny))
+        floor = math.sqrt(float(jnp.finfo(score.dtype).tiny))
+        loss = -jnp.log(jnp.maximum(score, floor))
     else:
         loss = 1.0 - score
     loss = jnp.maximum(loss, 0.0)
@@ -160,8 +166,9 @@ def score_to_loss(score: jax.Array, *, log: bool, gamma: Any = 1.0) -> jax.Array
     return jnp.where(positive, jnp.where(positive, loss, 1.0) ** gamma, 0.0)
 
 
-def _check_smooth(smooth: Any) -> None:
+def _check_ratio_options(smooth: Any, log: Any) -> None:
     _checks.check_nonnegative("smooth", smooth)
+    _checks.check_bool("log", log)
 
 
 def iou_from_stats(
@@ -191,7 +198,7 @@ def iou_from_stats(
       >>> print(jsl.iou_from_stats(stats, smooth=0.0))     # 1 - 3/5
       [[0.39999998]]
     """
-    _check_smooth(smooth)
+    _check_ratio_options(smooth, log)
     score = safe_ratio(stats.tp + smooth, stats.tp + stats.fp + stats.fn + smooth)
     return score_to_loss(score, log=log)
 
@@ -222,7 +229,7 @@ def dice_from_stats(
       >>> jsl.dice_from_stats(stats, smooth=0.0)    # 1 - 6/8
       Array([[0.25]], dtype=float32)
     """
-    _check_smooth(smooth)
+    _check_ratio_options(smooth, log)
     score = safe_ratio(2.0 * stats.tp + smooth, 2.0 * stats.tp + stats.fp + stats.fn + smooth)
     return score_to_loss(score, log=log)
 
@@ -269,6 +276,6 @@ def tversky_from_stats(
     """
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         _checks.check_nonnegative(name, value)
-    _check_smooth(smooth)
+    _check_ratio_options(smooth, log)
     score = safe_ratio(stats.tp + smooth, stats.tp + alpha * stats.fp + beta * stats.fn + smooth)
     return score_to_loss(score, log=log, gamma=gamma)

@@ -141,8 +141,9 @@ def tversky_score(tp, fp, fn, *, alpha=0.5, beta=0.5, smooth=1.0):
 
 
 # The library keeps -ln(r) finite at r = 0 (no overlap with smooth=0) by flooring the ratio at the
-# smallest normal float32: -ln(tiny) ~ 87.3.
-LOG_FLOOR = float(np.finfo(np.float32).tiny)
+# square root of the smallest normal float32, where the curvature 1/r^2 is still finite:
+# -ln(sqrt(tiny)) ~ 43.7.
+LOG_FLOOR = float(np.sqrt(np.finfo(np.float32).tiny))
 
 
 def score_to_loss(score: np.ndarray, *, log: bool = False, gamma: float = 1.0) -> np.ndarray:

@@ -55,7 +55,10 @@ def test_prepare_canonical_form():
     assert inputs.logits.shape == inputs.dense_targets().shape == (2, 16, 3)
     assert inputs.labels.shape == inputs.weights.shape == (2, 16)
     assert inputs.spatial_shape == (4, 4)
-    np.testing.assert_allclose(inputs.logits, LOGITS.reshape(2, 16, 3))
+    # The ignored pixel's logits read 0 (inert whatever they were); the others are the input's.
+    expected = LOGITS.reshape(2, 16, 3).copy()
+    expected[0, 0] = 0.0
+    np.testing.assert_allclose(inputs.logits, expected)
     # The ignored label is made safe (0) before the one-hot, and weighs nothing.
     assert int(inputs.labels[0, 0]) == 0 and float(inputs.weights[0, 0]) == 0.0
     np.testing.assert_allclose(inputs.dense_targets()[0, 0], [1.0, 0.0, 0.0])
@@ -296,7 +299,12 @@ def test_integer_labels_with_multichannel_sigmoid(fn):
 )
 def test_negative_scalar_options(fn, name):
     _raises(
-        ValueError, rf"`{name}` must be non-negative; got -0.5", fn, LOGITS, LABELS, **{name: -0.5}
+        ValueError,
+        rf"`{name}` must be finite and non-negative; got -0.5",
+        fn,
+        LOGITS,
+        LABELS,
+        **{name: -0.5},
     )
 
 
@@ -312,14 +320,14 @@ def test_negative_scalar_options(fn, name):
 )
 def test_negative_options_of_from_stats(fn, name):
     stats = jsl.OverlapStats(*(np.ones((1, 2), np.float32) for _ in range(3)))
-    with pytest.raises(ValueError, match=rf"`{name}` must be non-negative; got -1.0"):
+    with pytest.raises(ValueError, match=rf"`{name}` must be finite and non-negative; got -1.0"):
         jax.jit(functools.partial(fn, **{name: -1.0}))(stats)
 
 
 def test_other_rejected_options():
     _raises(
         ValueError,
-        r"`smooth` must be non-negative; got nan",
+        r"`smooth` must be finite and non-negative; got nan",
         jsl.dice_loss,
         LOGITS,
         LABELS,
@@ -416,14 +424,14 @@ def test_checked_rejects_probabilities_outside_unit_interval(bad):
         jsl.checked(jsl.dice_loss)(probs, SMALL_LABELS, activation=None)
     targets = np.full((1, 2, 2, 3), 1 / 3, np.float32)
     targets[0, 0, 0, 1] = bad
-    with pytest.raises(CheckError, match=r"dense `labels` must lie in \[0, 1\]"):
+    with pytest.raises(CheckError, match=r"`labels` must lie in \[0, 1\] \(dense\); got"):
         jsl.checked(jsl.dice_loss)(SMALL_LOGITS, targets)
 
 
 def test_checked_rejects_negative_mask_weights():
     mask = np.ones((1, 2, 2), np.float32)
     mask[0, 0, 0] = -1.0
-    with pytest.raises(CheckError, match=r"`mask` weights must be non-negative"):
+    with pytest.raises(CheckError, match=r"`mask` must hold non-negative weights; got -"):
         jsl.checked(jsl.tversky_loss)(SMALL_LOGITS, SMALL_LABELS, mask=mask)
 
 
