@@ -6,7 +6,8 @@ three metrics are separable: the distance is a minimum over sites of a sum (Eucl
 taxicab) or a maximum (chessboard) of one term per axis, so it is computed by one pass per axis,
 each pass a one-dimensional transform of every line of the array along that axis. Every pass runs
 on all lines of all images at once (the lines are the lanes of wide vectorised operations), with
-static shapes and a fixed number of steps, and touches each element a bounded number of times.
+static shapes and a fixed number of steps; the parabola envelope touches each element a bounded
+number of times, the doubling and bisection passes ``O(log n)`` times.
 
 Euclidean (squared distances, square root at the end), the separable scheme of Felzenszwalb &
 Huttenlocher (2012):
