@@ -32,6 +32,12 @@ import jax.numpy as jnp
 
 from jaxseg_losses import _checks
 from jaxseg_losses._core import divide
+from jaxseg_losses.surface import (
+    average_surface_distance,
+    distance_transform,
+    hausdorff_distance,
+    surface_dice,
+)
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -561,14 +567,18 @@ class ConfusionMatrixAccumulator:
 
 __all__ = [
     "ConfusionMatrixAccumulator",
+    "average_surface_distance",
     "compute_metrics",
     "confusion_matrix",
     "dice",
+    "distance_transform",
     "frequency_weighted_iou",
+    "hausdorff_distance",
     "iou",
     "mean_dice",
     "mean_iou",
     "pixel_accuracy",
     "precision",
     "recall",
+    "surface_dice",
 ]
