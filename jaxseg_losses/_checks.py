@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -83,6 +84,34 @@ def normalize_axis(name: str, axis: int, ndim: int) -> int:
             f"[{-ndim}, {ndim - 1}]."
         )
     return int(axis) % ndim
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Returns a ``bool`` option, raising ``TypeError`` for anything else (no truthiness)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False; got {type(value).__name__} {value!r}.")
+    return value
+
+
+def check_label_value(name: str, value: Any) -> int | None:
+    """Returns an optional label value (``ignore_index``) as an int: ``None`` or a Python int."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(
+            f"`{name}` must be None or a Python int label value (e.g. 255); got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return int(value)
+
+
+def check_real(name: str, value: Any) -> Any:
+    """Requires a real scalar (a Python number, NaN allowed, or a 0-d array that may be traced)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array | np.ndarray):
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
+    if isinstance(value, jax.Array | np.ndarray) and value.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar; got an array of shape {value.shape}.")
+    return value
 
 
 def check_shape(name: str, x: jax.Array, expected: tuple[int, ...], hint: str = "") -> None:
