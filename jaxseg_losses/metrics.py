@@ -913,7 +913,9 @@ _SCORE_ARGS = """\
         ``"mean_channel"``, ``"mean_all"``, ``"mean_batch_channel"`` and their sums.
       include_background: ``False`` leaves class 0 out (of the result and of every mean).
       classes: a sequence of class indices to keep, e.g. ``(1, 2)`` (all by default).
-      class_weights: ``[C]`` non-negative weights of the classes where classes are averaged.
+      class_weights: ``[C]`` non-negative weights of the classes where classes are averaged,
+        or ``"support"``: each class of each image (or of pooled counts) weighs its number of
+        ground-truth pixels (scikit-learn's and torchmetrics' ``average="weighted"``).
       zero_division: the value of an undefined score (a 0/0 in its definition); NaN by
         default, which the reductions skip.
       ignore_empty: ``True`` makes the score NaN wherever the ground truth holds no pixel of the
@@ -943,7 +945,7 @@ def _score(
     reduction: str,
     include_background: bool,
     classes: Sequence[int] | None,
-    class_weights: ArrayLike | None,
+    class_weights: ArrayLike | str | None,
     zero_division: ArrayLike,
     ignore_empty: bool,
     return_count: bool,
@@ -951,20 +953,27 @@ def _score(
     _checks.check_choice("reduction", reduction, REDUCTIONS)
     _checks.check_bool("ignore_empty", ignore_empty)
     _checks.check_real("zero_division", zero_division)
+    _checks.check_bool("return_count", return_count)
     floats = _float_counts(counts)
     score = definition(floats)
     fill = jnp.asarray(zero_division, score.value.dtype)
     value = jnp.where(score.undefined, fill, score.value)
     if ignore_empty:
         value = jnp.where(floats.tp + floats.fn == 0, jnp.nan, value)
-    return reduce(
+    support = isinstance(class_weights, str)
+    if support and class_weights != "support":
+        raise ValueError(
+            f'`class_weights` must be [C] weights or "support"; got {class_weights!r}.'
+        )
+    result, count = _reduce(
         value,
         reduction=reduction,
         include_background=include_background,
         classes=classes,
-        class_weights=class_weights,
-        return_count=return_count,
+        class_weights=None if support else class_weights,
+        value_weights=floats.tp + floats.fn if support else None,
     )
+    return (result, count) if return_count else result
 
 
 @_score_docs
@@ -974,7 +983,7 @@ def iou(
     reduction: str = "none",
     include_background: bool = True,
     classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | None = None,
+    class_weights: ArrayLike | str | None = None,
     zero_division: ArrayLike = math.nan,
     ignore_empty: bool = False,
     return_count: bool = False,
@@ -1028,7 +1037,7 @@ def dice(
     reduction: str = "none",
     include_background: bool = True,
     classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | None = None,
+    class_weights: ArrayLike | str | None = None,
     zero_division: ArrayLike = math.nan,
     ignore_empty: bool = False,
     return_count: bool = False,
@@ -1089,7 +1098,7 @@ def f_beta(
     reduction: str = "none",
     include_background: bool = True,
     classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | None = None,
+    class_weights: ArrayLike | str | None = None,
     zero_division: ArrayLike = math.nan,
     ignore_empty: bool = False,
     return_count: bool = False,
@@ -1143,7 +1152,7 @@ def _simple_score(
         reduction: str = "none",
         include_background: bool = True,
         classes: Sequence[int] | None = None,
-        class_weights: ArrayLike | None = None,
+        class_weights: ArrayLike | str | None = None,
         zero_division: ArrayLike = math.nan,
         ignore_empty: bool = False,
         return_count: bool = False,
@@ -1693,7 +1702,7 @@ def _partials(values: jax.Array, weights: jax.Array) -> _Partials:
     """Partials of ``[B, C]`` values (NaN undefined) with class weights ``[C]``."""
     defined = ~jnp.isnan(values)
     zero = jnp.zeros((), values.dtype)
-    w = jnp.broadcast_to(weights[None, :], values.shape)
+    w = weights if weights.shape == values.shape else jnp.broadcast_to(weights, values.shape)
     numerator = jnp.sum(_weighted(defined, w, values), axis=1)
     denominator = jnp.sum(_weighted(defined, w, jnp.ones_like(values)), axis=1)
     has_mean = denominator > 0
@@ -1739,7 +1748,9 @@ def _reduce_rows(
     defined = ~jnp.isnan(values)
     if reduction == "none":
         return values, defined.astype(jnp.int32)
-    w = jnp.broadcast_to(weights.reshape((1,) * (values.ndim - 1) + (-1,)), values.shape)
+    if weights.shape != values.shape:
+        weights = jnp.broadcast_to(weights.reshape((1,) * (values.ndim - 1) + (-1,)), values.shape)
+    w = weights
     numerator = jnp.sum(_weighted(defined, w, values), axis=-1)
     count = jnp.sum(defined, axis=-1, dtype=jnp.int32)
     if reduction == "sum_channel":
@@ -1755,10 +1766,16 @@ def _reduce(
     include_background: Any,
     classes: Sequence[int] | None,
     class_weights: ArrayLike | None,
+    value_weights: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """``(value, count)`` of validated values ``[..., C]``; see :func:`reduce`."""
+    """``(value, count)`` of validated values ``[..., C]``; see :func:`reduce`.
+
+    ``value_weights`` (of the values' shape) weigh each value in the means over classes
+    instead of ``class_weights`` (the scores' ``class_weights="support"``).
+    """
     if values.ndim == 0:
-        if reduction != "none" or classes is not None or class_weights is not None:
+        weighted = class_weights is not None or value_weights is not None
+        if reduction != "none" or classes is not None or weighted:
             raise ValueError(
                 f"`values` of shape () have no class axis, so only reduction='none' applies; got "
                 f"reduction={reduction!r}. Reduce before pooling the counts over classes."
@@ -1771,6 +1788,26 @@ def _reduce(
     keep = _selection(num_classes, include_background, classes)
     if keep != tuple(range(num_classes)):
         values = jnp.take(values, jnp.asarray(keep), axis=-1)
+    if value_weights is not None:
+        if reduction not in ("mean", "sum", "mean_channel", "sum_channel", "mean_all"):
+            raise ValueError(
+                f'class_weights="support" weighs the classes of each image by their ground-truth '
+                f"pixels; reduction={reduction!r} does not average the classes of an image."
+            )
+        weights = jnp.take(value_weights, jnp.asarray(keep), axis=-1).astype(values.dtype)
+        if reduction in ("mean_channel", "sum_channel"):
+            return _reduce_rows(values, reduction, weights)
+        rows = values.reshape(-1, values.shape[-1])
+        weights = weights.reshape(rows.shape)
+        if reduction == "mean":
+            return _finish(_partials(rows, weights), "mean", weights)
+        defined = ~jnp.isnan(rows)
+        total = jnp.sum(_weighted(defined, weights, rows))
+        count = jnp.sum(defined, dtype=jnp.int32)
+        if reduction == "sum":
+            return total, count
+        denominator = jnp.sum(_weighted(defined, weights, jnp.ones_like(rows)))
+        return divide(total, denominator, empty=jnp.nan), count
     if class_weights is None:
         weights = jnp.ones((len(keep),), values.dtype)
     else:
@@ -1891,7 +1928,7 @@ def mean_iou(
     *,
     include_background: bool = True,
     classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | None = None,
+    class_weights: ArrayLike | str | None = None,
     zero_division: ArrayLike = math.nan,
     ignore_empty: bool = False,
 ) -> jax.Array:
@@ -1911,7 +1948,8 @@ def mean_iou(
       counts: a confusion matrix ``[..., C, C]`` or :class:`Counts` ``[..., C]``.
       include_background: ``False`` leaves class 0 out.
       classes: a sequence of class indices to average (all by default).
-      class_weights: ``[C]`` non-negative weights of the classes in the mean.
+      class_weights: ``[C]`` non-negative weights of the classes in the mean, or
+        ``"support"`` (each class weighs its ground-truth pixels).
       zero_division: the IoU of a class absent from labels and predictions (NaN: left out).
       ignore_empty: ``True`` leaves out every class absent from the labels.
 
@@ -1943,7 +1981,7 @@ def mean_dice(
     *,
     include_background: bool = True,
     classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | None = None,
+    class_weights: ArrayLike | str | None = None,
     zero_division: ArrayLike = math.nan,
     ignore_empty: bool = False,
 ) -> jax.Array:
@@ -1958,7 +1996,8 @@ def mean_dice(
       counts: a confusion matrix ``[..., C, C]`` or :class:`Counts` ``[..., C]``.
       include_background: ``False`` leaves class 0 out.
       classes: a sequence of class indices to average (all by default).
-      class_weights: ``[C]`` non-negative weights of the classes in the mean.
+      class_weights: ``[C]`` non-negative weights of the classes in the mean, or
+        ``"support"`` (each class weighs its ground-truth pixels).
       zero_division: the Dice of a class absent from labels and predictions (NaN: left out).
       ignore_empty: ``True`` leaves out every class absent from the labels.
 

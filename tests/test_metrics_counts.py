@@ -725,6 +725,10 @@ def test_errors():
         M.iou(counts, reduction="mean", class_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="`class_weights` weigh classes where classes are"):
         M.iou(counts, class_weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match='class_weights="support" weighs the classes'):
+        M.dice(counts, class_weights="support", reduction="mean_batch_channel")
+    with pytest.raises(ValueError, match=r'must be \[C\] weights or "support"'):
+        M.dice(counts, class_weights="suport", reduction="mean")
     with pytest.raises(ValueError, match=r"`classes` holds class 5, out of range"):
         M.iou(counts, reduction="mean", classes=(1, 5))
     with pytest.raises(ValueError, match="would leave no class"):
