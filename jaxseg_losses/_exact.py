@@ -198,7 +198,13 @@ class ExactCount:
             axes = tuple(range(ndim))
         else:
             axes = tuple(axis) if isinstance(axis, Sequence) else (axis,)
-            axes = tuple(_checks.normalize_axis("axis", a, max(ndim, 1)) for a in axes)
+            for a in axes:
+                if not isinstance(a, int) or isinstance(a, bool) or not -ndim <= a < ndim:
+                    raise ValueError(
+                        f"`axis` must be ints in [{-ndim}, {ndim - 1}] for counts of shape "
+                        f"{self.shape}; got {axis!r}."
+                    )
+            axes = tuple(a % ndim for a in axes)
         limbs = _normalize(self.limbs)
         for a in sorted(axes, reverse=True):
             limbs = _sum_axis(limbs, a, keepdims=keepdims)
