@@ -125,21 +125,11 @@ def check_in_unit_interval(name: str, value: Any, *, closed_right: bool = True) 
     check_real(name, value, low=0.0, high=1.0, high_open=not closed_right)
 
 
-def check_bool(name: str, value: Any) -> None:
-    """Raises ``TypeError`` unless ``value`` is a Python (or NumPy) bool: never truthiness."""
+def check_bool(name: str, value: Any) -> bool:
+    """Returns a bool option, raising ``TypeError`` for anything else: never truthiness."""
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"`{name}` must be True or False; got {_type_name(value)}.")
-
-
-def check_ignore_index(value: Any) -> None:
-    """``ignore_index`` is a static Python int (a label value) or ``None``."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`ignore_index` must be an int label value (e.g. 255) or None; got "
-            f"{_type_name(value)}."
-        )
+    return bool(value)
 
 
 def as_float_array(name: str, x: Any) -> jax.Array:
@@ -163,6 +153,28 @@ def normalize_axis(name: str, axis: int, ndim: int) -> int:
             f"[{-ndim}, {ndim - 1}]."
         )
     return int(axis) % ndim
+
+
+def check_label_value(name: str, value: Any) -> int | None:
+    """Returns an optional label value (``ignore_index``) as an int: ``None`` or a Python int."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(
+            f"`{name}` must be None or a Python int label value (e.g. 255); got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return int(value)
+
+
+def check_real_scalar(name: str, value: Any) -> Any:
+    """Requires a real scalar of any value, NaN included (a Python number, or a 0-d array that
+    may be traced): an option whose NaN means something (``zero_division=nan``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | jax.Array | np.ndarray):
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__} {value!r}.")
+    if isinstance(value, jax.Array | np.ndarray) and value.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar; got an array of shape {value.shape}.")
+    return value
 
 
 def check_shape(name: str, x: jax.Array, expected: tuple[int, ...], hint: str = "") -> None:

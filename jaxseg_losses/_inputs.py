@@ -394,7 +394,7 @@ def prepare(
 ) -> Inputs:
     """Validates ``(logits, labels, mask)`` and canonicalises them; see the module docstring."""
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
-    _checks.check_ignore_index(ignore_index)
+    _checks.check_label_value("ignore_index", ignore_index)
     logits = _checks.as_float_array("logits", logits)
     _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, num_classes]")
     axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim)

@@ -85,6 +85,25 @@ def test_train_evaluates_on_schedule_and_reports_metrics(tiny_result):
     assert metrics["iou"].shape == metrics["dice"].shape == (num_classes,)
     assert 0.0 <= float(metrics["mean_iou"]) <= 1.0
     assert float(metrics["mean_iou"]) == pytest.approx(tiny_result.history.val_miou[-1])
+    # Foreground mIoU: the pooled per-class IoU without class 0.
+    foreground = np.nanmean(metrics["iou"][1:])
+    assert float(metrics["foreground_mean_iou"]) == pytest.approx(foreground, rel=1e-5)
+    # Per-case mean Dice, recomputed image by image from the predictions with NumPy.
+    images, labels = tiny_result.datasets.val_images, tiny_result.datasets.val_labels
+    predictions = train.predict(tiny_result.model, images)
+    per_image = []
+    for p, y in zip(predictions, labels, strict=True):
+        valid = y != 255
+        scores = [
+            2
+            * np.sum((p == c) & (y == c) & valid)
+            / (np.sum((p == c) & valid) + np.sum((y == c) & valid))
+            for c in range(1, num_classes)
+            if np.any((y == c) & valid)
+        ]
+        if scores:
+            per_image.append(np.mean(scores))
+    assert float(metrics["case_mean_dice"]) == pytest.approx(np.mean(per_image), rel=1e-4)
 
 
 def test_predict_returns_class_indices(tiny_result):
@@ -113,6 +132,8 @@ def test_save_outputs_writes_pngs_and_summary(tiny_result, tmp_path):
         "devices",
         "mean_iou",
         "mean_dice",
+        "foreground_mean_iou",
+        "case_mean_dice",
         "pixel_accuracy",
         "per_class",
         "final_losses",
@@ -203,6 +224,7 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     assert summary["config"]["loss"] == "ce:1,iou:0.5"
     printed = capsys.readouterr().out
     assert "validation mean IoU" in printed and "| **mean** |" in printed
+    assert "(foreground " in printed and "per-case mean Dice" in printed
 
 
 def test_linen_train_state_example_decreases_the_loss():

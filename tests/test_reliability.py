@@ -289,7 +289,12 @@ BAD_OPTIONS = [
     (jsl.dice_loss, {"log": "False"}, TypeError, r"`log` must be True or False; got str"),
     (jsl.iou_loss, {"log": 1}, TypeError, r"`log` must be True or False; got int"),
     (jsl.dice_loss, {"include_background": None}, TypeError, r"`include_background` must be"),
-    (jsl.dice_loss, {"ignore_index": "255"}, TypeError, r"`ignore_index` must be an int"),
+    (
+        jsl.dice_loss,
+        {"ignore_index": "255"},
+        TypeError,
+        r"`ignore_index` must be None or a Python int",
+    ),
     (jsl.cross_entropy_loss, {"ignore_index": True}, TypeError, r"`ignore_index` .* got bool"),
     (jsl.focal_loss, {"ignore_index": [255]}, TypeError, r"`ignore_index` .* got list"),
     (jsl.dice_loss, {"smooth": "1"}, TypeError, r"`smooth` must be a real number"),

@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> train.Result:
     result = train.train(config, progress=not args.no_progress)
     print(train.metrics_table(result))
     paths = train.save_outputs(result, args.out)
+    metrics = result.metrics
     print(
-        f"validation mean IoU {float(result.metrics['mean_iou']):.3f}, "
-        f"mean Dice {float(result.metrics['mean_dice']):.3f}, "
+        f"validation mean IoU {float(metrics['mean_iou']):.3f} "
+        f"(foreground {float(metrics['foreground_mean_iou']):.3f}), "
+        f"mean Dice {float(metrics['mean_dice']):.3f}, "
+        f"per-case mean Dice {float(metrics['case_mean_dice']):.3f}, "
         f"wall time {result.wall_time_s:.0f} s"
     )
     print("wrote " + ", ".join(str(path) for path in paths.values()))

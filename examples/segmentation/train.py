@@ -6,7 +6,8 @@ built with the library's combinator from a spec string such as ``"ce+dice"`` or
 
 The recipe (Flax NNX): ``nnx.Optimizer(model, optax.adamw(schedule), wrt=nnx.Param)``, an
 ``@nnx.jit`` train step with ``nnx.value_and_grad(loss_fn, has_aux=True)``, and an evaluation
-step that accumulates a confusion matrix, from which per-class IoU and Dice are read at the end.
+step that accumulates a confusion matrix (pooled per-class IoU and Dice, mean IoU with and without
+the background) and each image's foreground Dice (the per-case mean Dice of medical segmentation).
 """
 
 import dataclasses
@@ -159,26 +160,46 @@ def train_step(
     return total, parts
 
 
+Accumulators = tuple[jsl.metrics.ConfusionMatrixAccumulator, jsl.metrics.PerImageAccumulator]
+
+
 @nnx.jit
-def eval_step(
-    model: UNet, accumulator: jsl.metrics.ConfusionMatrixAccumulator, images, labels
-) -> jsl.metrics.ConfusionMatrixAccumulator:
-    """Adds one batch's confusion matrix to ``accumulator``."""
-    return accumulator.update(model(images), labels, ignore_index=data.IGNORE_INDEX)
+def eval_step(model: UNet, accumulators: Accumulators, images, labels) -> Accumulators:
+    """Adds one batch to the pooled confusion matrix and to the per-image Dice sums."""
+    pooled, per_image = accumulators
+    logits = model(images)
+    pooled = pooled.update(logits, labels, ignore_index=data.IGNORE_INDEX)
+    counts = jsl.metrics.overlap_counts(logits, labels, ignore_index=data.IGNORE_INDEX)
+    # MONAI's DiceMetric convention: a class absent from an image's ground truth is left out.
+    dice = jsl.metrics.dice(counts, ignore_empty=True)
+    return pooled, per_image.update({"dice": dice})
 
 
 def evaluate(
     model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
 ) -> dict[str, np.ndarray]:
-    """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode)."""
+    """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode).
+
+    Pooled over all pixels: ``iou``, ``dice`` (per class), ``mean_iou``, ``mean_dice``,
+    ``foreground_mean_iou`` (classes 1.., the background left out), ``pixel_accuracy``, ...;
+    per image: ``case_mean_dice``, the mean over images of each image's mean Dice over the
+    foreground classes present in its ground truth.
+    """
     model.eval()
-    accumulator = jsl.metrics.ConfusionMatrixAccumulator.empty(num_classes)
+    accumulators = (
+        jsl.metrics.ConfusionMatrixAccumulator.empty(num_classes),
+        jsl.metrics.PerImageAccumulator.empty(("dice",), num_classes, include_background=False),
+    )
     for batch_images, batch_labels in data.iterate_batches(
         images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
     ):
-        accumulator = eval_step(model, accumulator, batch_images, batch_labels)
+        accumulators = eval_step(model, accumulators, batch_images, batch_labels)
     model.train()
-    return {name: np.asarray(value) for name, value in accumulator.compute().items()}
+    pooled, per_image = accumulators
+    results = dict(pooled.compute())
+    results["foreground_mean_iou"] = jsl.metrics.mean_iou(pooled.matrix, include_background=False)
+    results["case_mean_dice"] = per_image.compute(reduction="mean")["dice"]
+    return {name: np.asarray(value) for name, value in results.items()}
 
 
 @nnx.jit
@@ -276,14 +297,18 @@ def train(
 
 
 def metrics_table(result: Result) -> str:
-    """A per-class IoU / Dice table (markdown) of the final validation metrics."""
+    """A per-class IoU / Dice table (markdown) of the final validation metrics, with the pooled
+    means (all classes, foreground) and the per-case mean Dice."""
     lines = ["| class | IoU | Dice |", "| --- | --- | --- |"]
     for name, iou, dice in zip(
         result.datasets.class_names, result.metrics["iou"], result.metrics["dice"], strict=True
     ):
         lines.append(f"| {name} | {iou:.3f} | {dice:.3f} |")
-    mean_iou, mean_dice = result.metrics["mean_iou"], result.metrics["mean_dice"]
+    metrics = result.metrics
+    mean_iou, mean_dice = metrics["mean_iou"], metrics["mean_dice"]
     lines.append(f"| **mean** | **{mean_iou:.3f}** | **{mean_dice:.3f}** |")
+    lines.append(f"| **mean, foreground** | **{metrics['foreground_mean_iou']:.3f}** | |")
+    lines.append(f"| **per-case mean, foreground** | | **{metrics['case_mean_dice']:.3f}** |")
     return "\n".join(lines)
 
 
@@ -346,6 +371,8 @@ def summary_dict(result: Result) -> dict[str, Any]:
         "devices": [str(device) for device in jax.devices()],
         "mean_iou": float(metrics["mean_iou"]),
         "mean_dice": float(metrics["mean_dice"]),
+        "foreground_mean_iou": float(metrics["foreground_mean_iou"]),
+        "case_mean_dice": float(metrics["case_mean_dice"]),
         "pixel_accuracy": float(metrics["pixel_accuracy"]),
         "per_class": {
             name: {"iou": _finite_or_none(iou), "dice": _finite_or_none(dice)}
