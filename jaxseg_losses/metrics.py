@@ -703,6 +703,16 @@ def _count(
         label_hits = _hits(label_classes, num_classes)
         predicted_hits = _hits(predicted_classes, num_classes)
         tp = _count_true(label_hits & agree[..., None])
+    elif label_classes is not None and _fused.strategy() == "segments" and num_classes > 1:
+        # Class labels against per-channel decisions: the bit at each pixel's label, and the
+        # labels themselves, are scatter-added; only the decisions are read as [B, P, C].
+        assert predicted_hits is not None
+        labelled = jnp.take_along_axis(predicted_hits, label_classes[..., None], axis=-1)[..., 0]
+        true = _count_classes(label_classes, valid, num_classes)
+        tp = _count_classes(label_classes, valid & labelled, num_classes)
+        predicted = _count_true(predicted_hits & valid[..., None])
+        counted = jnp.broadcast_to(_count_true(valid[..., None]), tp.shape)
+        return tp, predicted, true, counted
     else:
         if label_hits is None:
             assert label_classes is not None
@@ -725,8 +735,32 @@ def _hits(classes: jax.Array, num_classes: int) -> jax.Array:
     return classes[..., None] == iota
 
 
+def _count_classes(classes: jax.Array, where: jax.Array, num_classes: int) -> jax.Array:
+    """``[B, C]`` int32: how many pixels of each image have each class, among ``where``."""
+    batch = classes.shape[0]
+    cells = batch * num_classes
+    image = jnp.arange(batch, dtype=jnp.int32)[:, None] * num_classes
+    index = jnp.where(where, image + classes, cells).reshape(-1)
+    counts = jnp.zeros((cells,), jnp.int32).at[index].add(1, mode="drop")
+    return counts.reshape(batch, num_classes)
+
+
+_INT8_GROUP = 64
+
+
 def _count_true(x: jax.Array) -> jax.Array:
-    return jnp.sum(x, axis=1, dtype=jnp.int32)
+    """``[B, P, C]`` bool -> ``[B, C]`` int32 counts along the pixels.
+
+    The pixels are first summed in groups of 64 as int8 (which cannot overflow): XLA then reads
+    the booleans once, where a direct int32 sum materialises a ``[B, P, C]`` int32 copy (on CPU
+    2.6x the time and 4x the memory, ``benchmarks/metrics_suite.py``).
+    """
+    batch, pixels, channels = x.shape
+    groups = -(-pixels // _INT8_GROUP)
+    x = jnp.pad(x, [(0, 0), (0, groups * _INT8_GROUP - pixels), (0, 0)])
+    grouped = x.reshape(batch, groups, _INT8_GROUP, channels).astype(jnp.int8)
+    partial = jnp.sum(grouped, axis=2, dtype=jnp.int8)
+    return jnp.sum(partial, axis=1, dtype=jnp.int32)
 
 
 # ----------------------------------------------------------------------------------------------
