@@ -1,6 +1,7 @@
 """jaxseg_losses: segmentation losses and metrics for JAX.
 
-Soft IoU (Jaccard), Dice, Tversky, generalized Dice, cross-entropy, focal and Lovász losses, each
+Soft IoU (Jaccard), Dice, Tversky, generalized Dice, Matthews correlation, cross-entropy, focal,
+Lovász, boundary, Hausdorff distance-transform and clDice losses, each
 described once by additive per-sample statistics and a finishing step
 (:class:`LossDefinition`), as pure functions that run under ``jax.jit``, ``jax.grad``,
 ``jax.vmap`` and sharding. All functions share one data contract: ``logits`` ``[B, *spatial, C]``
@@ -26,11 +27,19 @@ from jaxseg_losses.compose import (
 )
 from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from jaxseg_losses.pixelwise import cross_entropy_loss, cross_entropy_map, focal_loss, focal_map
-from jaxseg_losses.region import dice_loss, generalized_dice_loss, iou_loss, tversky_loss
+from jaxseg_losses.region import (
+    dice_loss,
+    generalized_dice_loss,
+    iou_loss,
+    mcc_loss,
+    tversky_loss,
+)
+from jaxseg_losses.spatial import boundary_loss, cldice_loss, hausdorff_dt_loss
 from jaxseg_losses.stats import (
     OverlapStats,
     dice_from_stats,
     iou_from_stats,
+    mcc_from_stats,
     overlap_stats,
     tversky_from_stats,
 )
@@ -43,7 +52,9 @@ __all__ = [
     "LossDefinition",
     "OverlapStats",
     "accumulate",
+    "boundary_loss",
     "checked",
+    "cldice_loss",
     "combine",
     "cross_entropy_loss",
     "cross_entropy_map",
@@ -56,11 +67,14 @@ __all__ = [
     "focal_map",
     "generalized_dice_loss",
     "get_loss",
+    "hausdorff_dt_loss",
     "iou_ce_loss",
     "iou_from_stats",
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "mcc_from_stats",
+    "mcc_loss",
     "metrics",
     "overlap_stats",
     "parse_loss_spec",

@@ -351,6 +351,28 @@ class Inputs:
             tp = jnp.sum(weights * probs * targets, axis=1)
         return tp, pred_sum, target_sum
 
+    def squared_sums(self) -> tuple[jax.Array, jax.Array]:
+        r"""``(Σp², Σg²)`` per sample and class, ``[B, C]`` each (V-Net's squared denominator).
+
+        .. math::
+
+           \Sigma p^2_c = \sum_i w_i\, p_{ic}^2, \qquad \Sigma g^2_c = \sum_i w_i\, g_{ic}^2;
+
+        for integer labels :math:`\Sigma g^2 = \Sigma g` is read from :meth:`overlap_sums`.
+        Computed only for the losses that ask for it (``dice_loss(squared_pred=True)``): the
+        plan of a call without it never builds the squares.
+        """
+        return self._once("squared_sums", self._compute_squared_sums)
+
+    def _compute_squared_sums(self) -> tuple[jax.Array, jax.Array]:
+        probs = self.probabilities()
+        weights = self.weights[..., None]
+        pred_sq = jnp.sum(weights * probs * probs, axis=1)
+        if self.targets is None:
+            return pred_sq, self.overlap_sums()[2]
+        targets = self.targets
+        return pred_sq, jnp.sum(weights * targets * targets, axis=1)
+
     def valid_count(self) -> jax.Array:
         """``[B]`` the summed pixel weights of each sample (0 when it has no valid pixel)."""
         return self._once("valid_count", lambda: jnp.sum(self.weights, axis=1))

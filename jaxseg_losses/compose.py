@@ -39,7 +39,7 @@ from typing import Any
 
 import jax
 
-from jaxseg_losses import _checks, _core, lovasz, pixelwise, region
+from jaxseg_losses import _checks, _core, lovasz, pixelwise, region, spatial
 
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Any]
@@ -614,8 +614,13 @@ def _register_builtins() -> None:
     register_loss("log_iou", functools.partial(region.iou_loss, log=True))
     register_loss("tversky", region.tversky_loss)
     register_loss("gdl", region.generalized_dice_loss)
+    register_loss("mcc", region.mcc_loss)
     register_loss("lovasz", lovasz.lovasz_softmax_loss)
     register_loss("lovasz_hinge", lovasz.lovasz_hinge_loss)
+    register_loss("boundary", spatial.boundary_loss)
+    register_loss("hausdorff", spatial.hausdorff_dt_loss)
+    register_loss("log_hausdorff", functools.partial(spatial.hausdorff_dt_loss, log=True))
+    register_loss("cldice", spatial.cldice_loss)
 
 
 _register_builtins()

@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, compose, lovasz, pixelwise, region
+from jaxseg_losses import _checks, compose, lovasz, pixelwise, region, spatial
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 
@@ -94,6 +94,7 @@ iou_loss = single_example(region.iou_loss)
 dice_loss = single_example(region.dice_loss)
 tversky_loss = single_example(region.tversky_loss)
 generalized_dice_loss = single_example(region.generalized_dice_loss)
+mcc_loss = single_example(region.mcc_loss)
 cross_entropy_loss = single_example(pixelwise.cross_entropy_loss)
 focal_loss = single_example(pixelwise.focal_loss)
 dice_ce_loss = single_example(compose.dice_ce_loss)
@@ -101,18 +102,25 @@ dice_focal_loss = single_example(compose.dice_focal_loss)
 iou_ce_loss = single_example(compose.iou_ce_loss)
 lovasz_softmax_loss = single_example(lovasz.lovasz_softmax_loss)
 lovasz_hinge_loss = single_example(lovasz.lovasz_hinge_loss)
+boundary_loss = single_example(spatial.boundary_loss)
+hausdorff_dt_loss = single_example(spatial.hausdorff_dt_loss)
+cldice_loss = single_example(spatial.cldice_loss)
 
 __all__ = [
+    "boundary_loss",
+    "cldice_loss",
     "cross_entropy_loss",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
     "focal_loss",
     "generalized_dice_loss",
+    "hausdorff_dt_loss",
     "iou_ce_loss",
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "mcc_loss",
     "single_example",
     "tversky_loss",
 ]

@@ -23,10 +23,12 @@ from jax.typing import ArrayLike
 
 from jaxseg_losses import _checks
 from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._inputs import Inputs
 from jaxseg_losses.stats import (
     OverlapStats,
     dice_from_stats,
     iou_from_stats,
+    mcc_from_stats,
     safe_ratio,
     score_to_loss,
     stats_of,
@@ -173,6 +175,7 @@ def dice_loss(
     *,
     smooth: ArrayLike = 1.0,
     log: bool = False,
+    squared_pred: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
 ) -> LossDefinition:
@@ -184,11 +187,19 @@ def dice_loss(
                        = \frac{2 \sum p g + s}{\sum p + \sum g + s}
 
     and the loss of each class is :math:`1 - \mathrm{Dice}_c` (or :math:`-\ln \mathrm{Dice}_c`),
-    averaged over classes and samples.
+    averaged over classes and samples. ``squared_pred=True`` uses V-Net's squared denominator,
+
+    .. math::
+
+       \mathrm{Dice}_c = \frac{2\,TP_c + s}{\sum_i w_i p_{ic}^2 + \sum_i w_i g_{ic}^2 + s},
+
+    whose extra statistic :math:`\sum p^2` is computed only when a term asks for it.
 
     Peers: MONAI ``DiceLoss(softmax=True, to_onehot_y=True, smooth_nr=s, smooth_dr=s)`` equals
     ``smooth=s`` (MONAI's ``batch=True`` is ``aggregate="batch"``, ``weight`` is
-    ``class_weights``; its ``reduction="sum"`` also sums over classes); optax
+    ``class_weights``, ``squared_pred`` is ``squared_pred`` (for soft dense targets MONAI's
+    intersection is :math:`\sum p g`, this library's :math:`\sum \min(p, g)`; equal for hard
+    targets); its ``reduction="sum"`` also sums over classes); optax
     ``dice_loss(logits, one_hot, smooth=s)`` is the Tversky form with :math:`\alpha = \beta =
     1/2`, so it equals ``smooth=2 * s`` with ``reduction="none"``; smp ``DiceLoss`` pools the
     batch and skips classes absent from the target (``aggregate="batch"`` when every class is
@@ -196,6 +207,7 @@ def dice_loss(
 
     Args:
       <data args>
+      squared_pred: use :math:`\sum p^2 + \sum g^2` as the denominator (V-Net, MONAI).
       <region args>
       <shared args>
 
@@ -208,17 +220,35 @@ def dice_loss(
       >>> labels = jnp.array([[0, 1, 1]])
       >>> print(f"{jsl.dice_loss(logits, labels, smooth=0.0):.4f}")
       0.3334
+      >>> print(f"{jsl.dice_loss(logits, labels, smooth=0.0, squared_pred=True):.4f}")
+      0.3332
 
     References:
       Milletari, Navab & Ahmadi, "V-Net: Fully Convolutional Neural Networks for Volumetric
       Medical Image Segmentation", 3DV 2016.
     """
     _check_region_options(smooth, log, class_weights, include_background)
-    return overlap_loss(
-        lambda stats: dice_from_stats(stats, smooth=smooth, log=log),
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    _checks.check_bool("squared_pred", squared_pred)
+    if not squared_pred:
+        return overlap_loss(
+            lambda stats: dice_from_stats(stats, smooth=smooth, log=log),
+            class_weights=class_weights,
+            include_background=include_background,
+        )
+
+    def sums(inputs: Inputs) -> dict[str, jax.Array]:
+        pred_sq, target_sq = inputs.squared_sums()
+        return {"tp": inputs.overlap_sums()[0], "pred_sq": pred_sq, "target_sq": target_sq}
+
+    def finish(s: dict[str, jax.Array]) -> jax.Array:
+        score = safe_ratio(2.0 * s["tp"] + smooth, s["pred_sq"] + s["target_sq"] + smooth)
+        return class_mean(
+            score_to_loss(score, log=log),
+            class_weights=class_weights,
+            include_background=include_background,
+        )
+
+    return LossDefinition(sums=sums, finish=finish)
 
 
 @define_loss
@@ -404,4 +434,75 @@ def generalized_dice_loss(
             class_weights=class_weights,
             include_background=include_background,
         ),
+    )
+
+
+@define_loss
+def mcc_loss(
+    *,
+    smooth_nr: ArrayLike = 0.0,
+    smooth_dr: ArrayLike = 1e-5,
+    class_weights: ArrayLike | None = None,
+    include_background: bool = True,
+) -> LossDefinition:
+    r"""Computes the soft Matthews correlation loss, 1 − MCC per class (Abhishek & Hamarneh).
+
+    Dice, IoU and Tversky ignore the true negatives; the Matthews correlation coefficient reads
+    all four entries of the soft confusion matrix, so a false positive on a large background
+    costs what it costs on a small one, which helps on strongly imbalanced images. Per class,
+
+    .. math::
+
+       \mathrm{MCC}_c = rac{TP_c\,TN_c - FP_c\,FN_c + s_n}
+       {\sqrt{(TP_c + FP_c)(TP_c + FN_c)(TN_c + FP_c)(TN_c + FN_c) + s_d}},
+
+    with :math:`TN_c = \sum_i w_i - TP_c - FP_c - FN_c` (no extra pass over the logits). The
+    loss of a class is :math:`1 - \mathrm{MCC}_c \in [0, 2]`, and exactly 0 where
+    :math:`FP_c = FN_c = 0` (a perfect prediction, also of a class that fills the image or is
+    absent from it, whose denominator vanishes); classes are averaged (``class_weights``
+    multiply each term), then samples. A sample without a valid pixel has loss 0 and is left
+    out of the mean.
+
+    Peers: MONAI ``MCCLoss(softmax=True, to_onehot_y=True, smooth_nr=a, smooth_dr=b,
+    batch=False)`` equals ``smooth_nr=a, smooth_dr=b`` (the same defaults, 0 and 1e-5, and the
+    same rule for perfect predictions); its ``batch=True`` is ``aggregate="batch"``, its
+    ``reduction="sum"`` also sums over classes. smp ``MCCLoss(eps=e)`` (binary, probabilities,
+    the batch pooled) is ``activation=None`` (or ``"sigmoid"`` on logits) with
+    ``aggregate="batch"``: smp adds ``e`` to each of TP, TN, FP, FN instead, a difference of
+    order ``e`` (below 1e-4 on any image of more than a few pixels).
+
+    Args:
+      <data args>
+      smooth_nr: added to the numerator (non-negative, default 0).
+      smooth_dr: added under the square root of the denominator (non-negative, default 1e-5).
+      class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
+      include_background: ``False`` drops class 0 from the class mean.
+      <shared args>
+
+    Returns:
+      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
+      ``reduction="none"``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> probs = jnp.array([[[0.9], [0.2], [0.7], [0.1]]])   # [B=1, P=4, C=1]
+      >>> labels = jnp.array([[1, 0, 1, 0]])   # TP 1.6, FP 0.3, FN 0.4, TN 1.7
+      >>> print(f"{jsl.mcc_loss(probs, labels, activation=None, smooth_dr=0.0):.4f}")
+      0.3492
+      >>> perfect = jnp.array([[[1.0], [0.0], [1.0], [0.0]]])
+      >>> print(f"{jax.jit(lambda x: jsl.mcc_loss(x, labels, activation=None))(perfect):.4f}")
+      0.0000
+
+    References:
+      Abhishek & Hamarneh, "Matthews Correlation Coefficient Loss for Deep Convolutional
+      Networks: Application to Skin Lesion Segmentation", ISBI 2021.
+    """
+    _checks.check_nonnegative("smooth_nr", smooth_nr)
+    _checks.check_nonnegative("smooth_dr", smooth_dr)
+    _check_region_options(0.0, False, class_weights, include_background)
+    return overlap_loss(
+        lambda stats: mcc_from_stats(stats, smooth_nr=smooth_nr, smooth_dr=smooth_dr),
+        class_weights=class_weights,
+        include_background=include_background,
     )

@@ -7,9 +7,12 @@ targets :math:`g` and pixel weights :math:`w` (the mask),
 
    TP_c = \sum_i w_i\, p_{ic} g_{ic}, \quad
    FP_c = \sum_i w_i\, p_{ic} - TP_c, \quad
-   FN_c = \sum_i w_i\, g_{ic} - TP_c.
+   FN_c = \sum_i w_i\, g_{ic} - TP_c, \quad
+   TN_c = \sum_i w_i - TP_c - FP_c - FN_c.
 
-For dense float targets the intersection uses the L1 form
+:math:`TN_c` (for the Matthews correlation) needs no pass of its own: the valid pixel count
+:math:`\sum_i w_i` is read by every loss anyway. For dense float targets the intersection uses
+the L1 form
 :math:`TP_c = \tfrac12 \sum_i w_i (p_{ic} + g_{ic} - |p_{ic} - g_{ic}|)`, which equals
 :math:`\sum_i w_i p_{ic} g_{ic}` for hard targets and makes every ratio below maximal exactly at
 :math:`p = g` for soft ones.
@@ -34,16 +37,20 @@ from jaxseg_losses._inputs import Inputs, prepare
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class OverlapStats:
-    """Soft true positives, false positives and false negatives per sample and class.
+    r"""Soft true positives, false positives, false negatives (and true negatives) per class.
 
     Each field has shape ``[B, C]`` (``[1, C]`` after batch aggregation) and a float dtype.
-    Instances are pytrees: they pass through ``jax.jit``, ``jax.lax.psum`` and ``jax.tree.map``,
-    and ``a + b`` adds them field by field (accumulating micro-batches).
+    ``tn`` is the soft true negatives :math:`\sum_i w_i - TP - FP - FN` (the L1 form
+    :math:`\sum_i w_i (1 - \max(p, g))` for dense targets, :math:`\sum_i w_i (1 - p)(1 - g)`
+    for hard ones); it is ``None`` for statistics built by hand without it. Instances are
+    pytrees: they pass through ``jax.jit``, ``jax.lax.psum`` and ``jax.tree.map``, and ``a + b``
+    adds them field by field (accumulating micro-batches).
     """
 
     tp: jax.Array
     fp: jax.Array
     fn: jax.Array
+    tn: jax.Array | None = None
 
     def __add__(self, other: "OverlapStats") -> "OverlapStats":
         return jax.tree.map(jnp.add, self, other)
@@ -56,9 +63,17 @@ class OverlapStats:
 def stats_of(inputs: Inputs) -> OverlapStats:
     """Per-sample statistics ``[B, C]`` of canonical inputs (their shared overlap sums)."""
     tp, pred_sum, target_sum = inputs.overlap_sums()
-    # Rounding can leave FP or FN a hair below zero when a class is predicted perfectly.
+    count = inputs.valid_count()[:, None]
+    # Rounding can leave FP, FN or TN a hair below zero when a class is predicted perfectly.
+    fp = jnp.maximum(pred_sum - tp, 0.0)
+    # TN is [B, C] arithmetic on sums every loss reads already (XLA drops it when unused),
+    # ordered as Σw(1 - g) - FP: the first difference is exact for hard targets, so a class
+    # that fills the image gets TN = 0, not the rounding of Σw - Σp - Σg + TP.
     return OverlapStats(
-        tp=tp, fp=jnp.maximum(pred_sum - tp, 0.0), fn=jnp.maximum(target_sum - tp, 0.0)
+        tp=tp,
+        fp=fp,
+        fn=jnp.maximum(target_sum - tp, 0.0),
+        tn=jnp.maximum((count - target_sum) - fp, 0.0),
     )
 
 
@@ -83,12 +98,12 @@ def overlap_stats(
     aggregate: str = "sample",
     axis_name: Any = None,
 ) -> OverlapStats:
-    r"""Computes soft per-class TP, FP and FN, the statistics every region loss is built from.
+    r"""Computes soft per-class TP, FP, FN and TN, the statistics every region loss is built from.
 
     .. math::
 
        TP_c = \sum_i w_i\, p_{ic} g_{ic}, \quad FP_c = \sum_i w_i\, p_{ic} (1 - g_{ic}), \quad
-       FN_c = \sum_i w_i\, (1 - p_{ic}) g_{ic}
+       FN_c = \sum_i w_i\, (1 - p_{ic}) g_{ic}, \quad TN_c = \sum_i w_i\, (1 - p_{ic})(1 - g_{ic})
 
     where :math:`p = \mathrm{activation}(\mathrm{logits})`, :math:`g` the one-hot (or dense)
     targets and :math:`w` the pixel weights (``mask`` and ``ignore_index``). Dense float targets
@@ -117,8 +132,8 @@ def overlap_stats(
       >>> labels = jnp.array([[0, 1, 1]])
       >>> stats = jsl.overlap_stats(probs, labels, activation=None)
       >>> with np.printoptions(precision=3):
-      ...     print(stats.tp, stats.fp, stats.fn)
-      [[0.9 1.2]] [[0.8 0.1]] [[0.1 0.8]]
+      ...     print(stats.tp, stats.fp, stats.fn, stats.tn)
+      [[0.9 1.2]] [[0.8 0.1]] [[0.1 0.8]] [[1.2 0.9]]
     """
     inputs = prepare(
         logits,
@@ -279,3 +294,53 @@ def tversky_from_stats(
     _check_ratio_options(smooth, log)
     score = safe_ratio(stats.tp + smooth, stats.tp + alpha * stats.fp + beta * stats.fn + smooth)
     return score_to_loss(score, log=log, gamma=gamma)
+
+
+def mcc_from_stats(
+    stats: OverlapStats,
+    *,
+    smooth_nr: jax.typing.ArrayLike = 0.0,
+    smooth_dr: jax.typing.ArrayLike = 1e-5,
+) -> jax.Array:
+    r"""Per-class soft Matthews correlation loss from overlap statistics (``tn`` needed).
+
+    .. math::
+
+       \mathrm{MCC}_c = \frac{TP_c\,TN_c - FP_c\,FN_c + s_n}
+       {\sqrt{(TP_c + FP_c)(TP_c + FN_c)(TN_c + FP_c)(TN_c + FN_c) + s_d}}, \qquad
+       \ell_c = 1 - \mathrm{MCC}_c \in [0, 2],
+
+    and :math:`\ell_c = 0` where :math:`FP_c = FN_c = 0` (a perfect prediction, whose
+    denominator vanishes when the class fills the image or is absent from it): MONAI's rule.
+
+    Args:
+      stats: :class:`OverlapStats` with fields ``[..., C]``, ``tn`` included.
+      smooth_nr: :math:`s_n`, added to the numerator (non-negative).
+      smooth_dr: :math:`s_d`, added under the square root (non-negative).
+
+    Returns:
+      ``[..., C]`` per-class losses.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> stats = jsl.OverlapStats(tp=jnp.array([[3.0]]), fp=jnp.array([[1.0]]),
+      ...                          fn=jnp.array([[1.0]]), tn=jnp.array([[3.0]]))
+      >>> print(jsl.mcc_from_stats(stats, smooth_dr=0.0))     # 1 - (9 - 1) / 16
+      [[0.5]]
+    """
+    _checks.check_nonnegative("smooth_nr", smooth_nr)
+    _checks.check_nonnegative("smooth_dr", smooth_dr)
+    if stats.tn is None:
+        raise ValueError(
+            "mcc_from_stats needs true negatives: `stats.tn` must be a [..., C] array; got None. "
+            "Statistics from jsl.overlap_stats carry it."
+        )
+    tp, fp, fn, tn = stats.tp, stats.fp, stats.fn, stats.tn
+    product = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + smooth_dr
+    # The double where keeps the square root's slope finite at a zero product (smooth_dr=0).
+    empty = product == 0
+    root = jnp.sqrt(jnp.where(empty, jnp.ones((), product.dtype), product))
+    mcc = jnp.where(empty, 0.0, (tp * tn - fp * fn + smooth_nr) / root)
+    perfect = (fp == 0) & (fn == 0)
+    return jnp.where(perfect, jnp.zeros((), mcc.dtype), 1.0 - mcc)

@@ -144,9 +144,10 @@ def test_aggregate_batch_is_sum_over_batch():
     summed = jax.jit(jsl.OverlapStats.sum_over_batch)(per_sample)
     assert summed.tp.shape == (1, 2)
     _assert_stats(pooled, (summed.tp, summed.fp, summed.fn), atol=1e-6)
-    _assert_stats(
-        pooled, tuple(np.sum(f, axis=0, keepdims=True) for f in jax.tree.leaves(per_sample))
-    )
+    leaves = jax.tree.leaves(per_sample)  # tp, fp, fn, tn: every field adds over the batch
+    assert len(leaves) == 4
+    _assert_stats(pooled, tuple(np.sum(f, axis=0, keepdims=True) for f in leaves[:3]))
+    np.testing.assert_allclose(pooled.tn, np.sum(leaves[3], axis=0, keepdims=True), rtol=2e-5)
 
 
 def test_overlap_stats_is_a_pytree():
