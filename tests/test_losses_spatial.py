@@ -462,3 +462,32 @@ def test_bad_options_name_the_argument(fn, options, error, message):
 def test_spatial_losses_need_spatial_axes():
     with pytest.raises(ValueError, match=r"boundary_loss needs 1, 2 or 3 spatial axes"):
         jsl.boundary_loss(np.zeros((1, 2, 2, 2, 2, 3), np.float32), np.zeros((1, 2, 2, 2, 2), int))
+
+
+def test_axis_name_and_per_sample_equal_the_batched_loss():
+    """Each sample on its own "device" (vmap with an axis name): the psum of the sums gives the
+    batch's value, batch-pooled MCC included; per_sample under vmap gives reduction="none"."""
+    x, y, mask = make_case((2, 6, 6), 3, seed=5)
+    terms = {
+        "mcc": (1.0, functools.partial(jsl.mcc_loss, aggregate="batch")),
+        "boundary": 1.0,
+        "hausdorff": 1.0,
+        "cldice": 1.0,
+    }
+    batched = jsl.combine(terms)
+    mapped = jsl.combine(terms, axis_name="devices")
+
+    @jax.jit
+    def run(x, y, m):
+        whole = batched(x, y, mask=m)[1]
+        per_device = jax.vmap(
+            lambda xi, yi, mi: mapped(xi[None], yi[None], mask=mi[None])[1], axis_name="devices"
+        )(x, y, m)
+        single = jax.vmap(jsl.per_sample.cldice_loss)(x, y, mask=m)
+        return whole, per_device, single, jsl.cldice_loss(x, y, mask=m, reduction="none")
+
+    whole, per_device, single, none = run(x, y, mask)
+    for name in terms:
+        np.testing.assert_allclose(per_device[name][0], whole[name], rtol=2e-5, err_msg=name)
+        np.testing.assert_allclose(per_device[name][1], whole[name], rtol=2e-5, err_msg=name)
+    np.testing.assert_allclose(single, none, rtol=1e-6)
