@@ -132,6 +132,26 @@ CASES = [
         ),
         batch_pooled=True,
     ),
+    Case("mcc", False, _library(jsl.mcc_loss)),
+    Case("dice_squared_pred", False, _library(P(jsl.dice_loss, squared_pred=True))),
+    # The distance- and skeleton-based losses. Rule 3 holds for them as tested (a whole sample
+    # masked or ignored is the sample sliced away); a mask *inside* an image is not a crop for
+    # them (distances are measured across excluded pixels), which no rule here claims.
+    Case("boundary", False, _library(jsl.boundary_loss)),
+    Case("hausdorff_dt", False, _library(P(jsl.hausdorff_dt_loss, include_background=True))),
+    Case("cldice", False, _library(jsl.cldice_loss)),
+    Case(
+        "accumulate_spatial_batch",
+        False,
+        accumulate=lambda ii, r: jsl.combine(
+            # Two terms only, to keep the compile time of the suite down (the four spatial
+            # terms together passed every rule, at ~4x the time).
+            {"mcc": (1.0, P(jsl.mcc_loss, aggregate="batch")), "boundary": 1.0},
+            ignore_index=ii,
+            reduction=r,
+        ),
+        batch_pooled=True,
+    ),
     Case("dice_sigmoid", True, _library(P(jsl.dice_loss, activation="sigmoid"))),
     Case(
         "ce_sigmoid",
@@ -141,6 +161,7 @@ CASES = [
     Case("focal_sigmoid", True, _library(P(jsl.focal_loss, activation="sigmoid"))),
     Case("lovasz_hinge", True, _library(jsl.lovasz_hinge_loss)),
     Case("combine_binary", True, _combined("ce+dice+lovasz_hinge", activation="sigmoid")),
+    Case("combine_spatial_binary", True, _combined("mcc+hausdorff", activation="sigmoid")),
 ]
 IDS = [case.name for case in CASES]
 
