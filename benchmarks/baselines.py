@@ -23,6 +23,7 @@ with smoothing 1.
 """
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -42,7 +43,27 @@ OPTAX_REFERENCE = {
     "ce+dice": "ce",
 }
 
-FAMILIES = ("floor", "iou", "dice", "tversky", "ce", "focal", "ce+dice", "lovasz")
+FAMILIES = (
+    "floor",
+    "iou",
+    "dice",
+    "tversky",
+    "ce",
+    "focal",
+    "ce+dice",
+    "lovasz",
+    "dice_squared",
+    "mcc",
+    "boundary",
+    "hausdorff",
+    "cldice",
+)
+# Families measured at the reference case only (the suite's REFERENCE_CASE): the distance and
+# skeleton losses have no optax or plain-jnp counterpart here, and their rows are ratios to the
+# floor, which one shape shows.
+REFERENCE_ONLY = ("dice_squared", "mcc", "boundary", "hausdorff", "cldice")
+# Families without a plain-jnp version (it would need the library's own distance transform).
+NO_PLAIN_JNP = ("boundary", "hausdorff", "cldice")
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -115,6 +136,32 @@ def plain_region(logits: jax.Array, labels: jax.Array, *, activation: str, kind:
     else:
         score = (2.0 * tp + 1.0) / (pred_sum + target_sum + 1.0)
     return jnp.mean(1.0 - score)
+
+
+def plain_squared_dice(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    """V-Net's Dice, (2 Σpg + 1) / (Σp² + Σg² + 1), per sample and class (MONAI
+    ``squared_pred=True``)."""
+    safe, w = _valid(labels)
+    probs = _probs(logits, activation) * w[..., None]
+    targets = _one_hot_targets(safe, logits.shape[-1]) * w[..., None]
+    axes = _spatial_axes(probs)
+    numerator = 2.0 * jnp.sum(probs * targets, axis=axes) + 1.0
+    denominator = jnp.sum(probs * probs, axis=axes) + jnp.sum(targets * targets, axis=axes) + 1.0
+    return jnp.mean(1.0 - numerator / denominator)
+
+
+def plain_mcc(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    """1 - soft MCC per sample and class from the four one-hot sums (MONAI ``MCCLoss``)."""
+    safe, w = _valid(labels)
+    probs = _probs(logits, activation) * w[..., None]
+    targets = _one_hot_targets(safe, logits.shape[-1]) * w[..., None]
+    axes = _spatial_axes(probs)
+    tp = jnp.sum(probs * targets, axis=axes)
+    fp = jnp.sum(probs * (w[..., None] - targets), axis=axes)
+    fn = jnp.sum((w[..., None] - probs) * targets, axis=axes)
+    tn = jnp.sum((w[..., None] - probs) * (w[..., None] - targets), axis=axes)
+    mcc = (tp * tn - fp * fn) / jnp.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + 1e-5)
+    return jnp.mean(jnp.where((fp == 0) & (fn == 0), 0.0, 1.0 - mcc))
 
 
 def plain_ce(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
@@ -273,6 +320,21 @@ def _jsl_impls(activation: str) -> list[Impl]:
             "jsl.cross_entropy_loss + jsl.dice_loss",
             lambda x, y: ce(x, y, **common) + dice(x, y, **common),
         )
+    if dice is not None and "squared_pred" in inspect.signature(dice).parameters:
+        add(
+            "dice_squared",
+            "jsl.dice_loss(squared_pred=True)",
+            lambda x, y: dice(x, y, squared_pred=True, **common),
+        )
+    for family, attr in (
+        ("mcc", "mcc_loss"),
+        ("boundary", "boundary_loss"),
+        ("hausdorff", "hausdorff_dt_loss"),
+        ("cldice", "cldice_loss"),
+    ):
+        loss = getattr(jsl, attr, None)
+        if loss is not None:
+            add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
     # Lovász-Softmax for exclusive classes, the Lovász hinge on one sigmoid channel.
     lovasz_name = "lovasz_softmax_loss" if activation == "softmax" else "lovasz_hinge_loss"
     lovasz = getattr(jsl, lovasz_name, None)
@@ -324,5 +386,12 @@ def implementations(activation: str, families: tuple[str, ...] = FAMILIES) -> li
         Impl(
             "lovasz", "plain_jnp", "Lovász (sort, one-hot)", lambda x, y: plain_lovasz(x, y, **act)
         ),
+        Impl(
+            "dice_squared",
+            "plain_jnp",
+            "one-hot Dice, Σp² + Σg²",
+            lambda x, y: plain_squared_dice(x, y, **act),
+        ),
+        Impl("mcc", "plain_jnp", "one-hot MCC", lambda x, y: plain_mcc(x, y, **act)),
     ]
     return [impl for impl in impls if impl.family in families]
