@@ -199,7 +199,11 @@ def boundary_loss(
             return np.where(fg, 1.0 - inside, outside).astype(np.float32)
         maps = np.stack([signed_map(onehot[..., c] > 0.5) for c in range(C)], -1)
 
-    and batch them like the labels, ``[B, *spatial, C]``.
+    and batch them like the labels, ``[B, *spatial, C]``. Maps are bound to the loss as an
+    option, so they describe one call's batch: with
+    :func:`jaxseg_losses.accumulate.value_and_grad` (micro-batches) leave ``distance_maps``
+    ``None`` and let each micro-batch compute its own (a bound batch of maps is refused there
+    with a shape error naming ``distance_maps``).
 
     Masked and ignored pixels belong to no class when the maps are computed (module docstring)
     and count nowhere in the sums.
