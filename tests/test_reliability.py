@@ -164,6 +164,22 @@ CASES = [
     Case("combine_spatial_binary", True, _combined("mcc+hausdorff", activation="sigmoid")),
 ]
 IDS = [case.name for case in CASES]
+# Cases whose losses read the fused kernels only through probabilities(), i.e. the row
+# log-sum-exp, which both strategies compute alike (softmax), or not at all (sigmoid): the
+# strategies differ only in how the label's entry is picked, which these losses never read, and
+# their compile time is the suite's largest. They run rules 1 and 2 with one strategy.
+ONE_STRATEGY = {
+    "boundary",
+    "hausdorff_dt",
+    "cldice",
+    "accumulate_spatial_batch",
+    "combine_spatial_binary",
+}
+
+
+def skip_second_strategy(case, strategy):
+    if strategy == "select" and case.name in ONE_STRATEGY:
+        pytest.skip("reads no label entry of the fused kernels; see ONE_STRATEGY")
 
 
 @pytest.fixture(params=["segments", "select"])
@@ -201,6 +217,7 @@ def assert_close(actual, expected, *, rtol=2e-5, atol=1e-6, err_msg=""):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_a_label_that_is_no_class_is_loud(case, strategy):
+    skip_second_strategy(case, strategy)
     logits, labels, _ = make_data(case, 1)
     bad_values = (2, 255, -1) if case.binary else (-1, C, 255, -C)
 
@@ -228,6 +245,7 @@ def test_a_label_that_is_no_class_is_loud(case, strategy):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_masked_and_ignored_pixels_are_inert(case, strategy):
+    skip_second_strategy(case, strategy)
     logits, labels, mask = make_data(case, 2)
     mask[0, 0, :] = 0.0  # masked pixels
     labels[1, 2, 1:] = 255  # ignored pixels
