@@ -53,6 +53,7 @@ python_use_unqualified_type_names = True
 html_theme = "sphinx_book_theme"
 html_title = f"jaxseg_losses {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {
     "show_toc_level": 2,
     "navigation_with_keys": False,
