@@ -35,7 +35,7 @@ from jaxseg_losses.stats import (
     tversky_from_stats,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CombinedLoss",

@@ -30,6 +30,8 @@ batch's pixels at once), ``reduction="none"`` (a value per sample, not a batch l
 callable term (its value is opaque).
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 

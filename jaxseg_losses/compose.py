@@ -30,6 +30,8 @@ Terms can be named in a short string (``"ce+dice"``, ``"ce:1,iou:0.5"``), which 
 examples' ``--loss`` flag is parsed; :func:`register_loss` adds a name.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import math

@@ -48,6 +48,8 @@ Everything runs under ``jax.jit`` with static shapes: counting is one scatter-ad
 GPU/TPU, never a Python loop.
 """
 
+from __future__ import annotations
+
 import functools
 import math
 import numbers

@@ -18,6 +18,8 @@ Examples:
   True
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 from collections.abc import Callable
@@ -82,7 +84,7 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
         return jax.tree.map(lambda x: x[0], per_sample)
 
     keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
-    loss.__signature__ = inspect.Signature(keep, return_annotation=jax.Array)  # type: ignore[attr-defined]
+    loss.__signature__ = inspect.Signature(keep, return_annotation="jax.Array")  # type: ignore[attr-defined]
     loss.__doc__ = (
         f"Single-example :func:`jaxseg_losses.{batch_loss.__name__}`: ``logits`` ``[*spatial, C]``,"
         f" ``labels`` ``[*spatial]`` or ``[*spatial, C]``; returns a scalar. See the module doc."

@@ -34,6 +34,8 @@ gives finite values, gradients and Hessians. Computation and output are float32 
 bf16/f16/f32 inputs.
 """
 
+from __future__ import annotations
+
 from typing import Any
 
 import jax

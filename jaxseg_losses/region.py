@@ -14,6 +14,8 @@ Data contract: ``logits`` ``[B, *spatial, C]`` (``class_axis`` moves C), ``label
 float32 for bf16/f16/f32 logits.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 

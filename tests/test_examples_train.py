@@ -210,7 +210,7 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     result = main.main(
         [
             *"--dataset shapes --image-size 16 --num-train 8 --num-val 4 --batch-size 4".split(),
-            *"--steps 2 --eval-every 1 --loss ce:1,iou:0.5 --no-progress".split(),
+            *"--steps 2 --eval-every 1 --loss ce:1,iou:0.5 --no-progress --hd95".split(),
             *("--out", str(out)),
         ]
     )
@@ -225,6 +225,42 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "validation mean IoU" in printed and "| **mean** |" in printed
     assert "(foreground " in printed and "per-case mean Dice" in printed
+    # --no-progress: one line per evaluation, never a NaN.
+    assert "step 1/2: loss " in printed and "step 2/2: loss " in printed
+    assert "nan" not in printed.split("| class |")[0]
+    # --hd95: a column of the table and an entry of the summary per foreground class.
+    assert "| class | IoU | Dice | HD95 (px) |" in printed
+    assert list(summary["hd95"]) == list(result.datasets.class_names[1:])
+    assert result.metrics["hd95"].shape == (result.datasets.num_classes - 1,)
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--steps", "800"),
+        ("--batch-size", "16"),
+        ("--lr", "0.003"),
+        ("--loss", "ce+dice"),
+        ("--warmup-steps", "steps // 8"),
+        ("--eval-every", "steps // 8"),
+        ("--out", "outputs"),
+    ]:
+        after = text.split(f"{option} ", 2)[-1]
+        assert f"(default: {default}" in after.split(" --")[0], (option, after[:200])
+
+
+def test_warmup_and_evaluation_scale_with_steps():
+    assert (train.TrainConfig().warmup, train.TrainConfig().evaluation_interval) == (100, 100)
+    short = train.TrainConfig(steps=100)
+    assert (short.warmup, short.evaluation_interval) == (12, 12)
+    explicit = train.TrainConfig(steps=100, warmup_steps=5, eval_every=50)
+    assert (explicit.warmup, explicit.evaluation_interval) == (5, 50)
+    assert (
+        train.TrainConfig(steps=2).warmup == 1
+        and train.TrainConfig(steps=2).evaluation_interval == 1
+    )
 
 
 def test_linen_train_state_example_decreases_the_loss():
