@@ -465,21 +465,18 @@ class DeepSupervisionLoss:
         mask = None if mask is None else jnp.asarray(mask)
         class_axis = self.loss.class_axis
         levels = []
-        for level, logits in enumerate(outputs):
+        for logits in outputs:
             logits = jnp.asarray(logits)
             axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim)
             spatial = tuple(s for a, s in enumerate(logits.shape) if a not in (0, axis))
             dense = jnp.issubdtype(labels.dtype, jnp.floating)
-            if labels.ndim != (logits.ndim if dense else logits.ndim - 1):
-                raise ValueError(
-                    f"`labels` must be [B, *spatial] integers or dense targets laid out like the "
-                    f"logits; got shape {labels.shape} for output {level} of shape "
-                    f"{logits.shape}."
-                )
-            # Dense targets keep their class axis where the logits have it.
-            first = 2 if dense and axis == 1 else 1
-            labels_l = resize_nearest(labels, spatial, first)
-            mask_l = None if mask is None else resize_nearest(mask, spatial, 1)
+            labels_l, mask_l = labels, mask
+            # Targets of another rank go to the loss as they are, which names the problem.
+            if labels.ndim == (logits.ndim if dense else logits.ndim - 1):
+                # Dense targets keep their class axis where the logits have it.
+                labels_l = resize_nearest(labels, spatial, 2 if dense and axis == 1 else 1)
+            if mask is not None and mask.ndim == logits.ndim - 1:
+                mask_l = resize_nearest(mask, spatial, 1)
             levels.append((logits, labels_l, mask_l))
         return levels
 
@@ -876,7 +873,7 @@ def binary_cross_entropy_loss(
       >>> labels = jnp.array([[1, 0]])
       >>> total, parts = jsl.combine("bce+dice", activation="sigmoid")(logits, labels)
       >>> print(f"{parts['bce']:.4f}")   # (ln(1 + e^-2) + ln(1 + e^-1)) / 2
-      0.2200
+      0.2201
     """
     return pixelwise.cross_entropy_loss.definition(
         class_weights=class_weights, pos_weight=pos_weight, label_smoothing=label_smoothing

@@ -711,8 +711,8 @@ def topk_cross_entropy_loss(
       >>> labels = jnp.array([[0, 0, 1, 255]])
       >>> jsl.cross_entropy_map(logits, labels, ignore_index=255).round(4)
       Array([[0.1269, 2.1269, 1.3133, 0.    ]], dtype=float32)
-      >>> loss = jax.jit(jsl.topk_cross_entropy_loss, static_argnames="k")
-      >>> print(f"{loss(logits, labels, k=70.0, ignore_index=255):.4f}")   # ⌊3 · 0.7⌋ = 2 pixels
+      >>> loss = jax.jit(lambda x, y: jsl.topk_cross_entropy_loss(x, y, k=70.0, ignore_index=255))
+      >>> print(f"{loss(logits, labels):.4f}")   # ⌊3 · 0.7⌋ = 2 pixels: (2.1269 + 1.3133) / 2
       1.7201
 
     References:
