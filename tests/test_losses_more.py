@@ -359,3 +359,39 @@ def test_bce_is_the_sigmoid_cross_entropy_in_the_registry():
     assert_close(parts["bce"], direct)
     assert jsl.get_loss("poly") is jsl.poly_cross_entropy_loss
     assert jsl.get_loss("topk") is jsl.topk_cross_entropy_loss
+
+
+# ----------------------------------------------------------------------------------------------
+# axis_name: every new loss and option, psummed over a mapped axis, equals the whole batch.
+
+
+@jax.jit
+def _mapped_and_whole(x, y, m):
+    losses = {
+        "poly": P(jsl.poly_cross_entropy_loss, label_smoothing=0.1),
+        "topk": P(jsl.topk_cross_entropy_loss, k=30.0),
+        "focal": P(jsl.focal_loss, class_weights=jnp.array([0.5, 1.0, 2.0])),
+        "dice": P(jsl.dice_loss, absent_classes="exclude", classes=[1, 2], aggregate="batch"),
+    }
+
+    def call(x, y, m, axis_name):
+        out = {k: fn(x, y, mask=m, ignore_index=2, axis_name=axis_name) for k, fn in losses.items()}
+        ds = jsl.deep_supervision(jsl.combine("ce+dice", axis_name=axis_name), weights="two")
+        out["ds"] = ds([x, x[:, 1::2, 1::2]], y, mask=m)[0]
+        return out
+
+    def split(a):
+        return a.reshape(2, 1, *a.shape[1:])
+
+    mapped = jax.vmap(P(call, axis_name="devices"), axis_name="devices")(
+        split(x), split(y), split(m)
+    )
+    return mapped, call(x, y, m, None)
+
+
+def test_every_new_loss_adds_over_a_mapped_axis():
+    x, y, m = data(7)
+    mapped, whole = _mapped_and_whole(x, y, m)
+    for name, value in whole.items():
+        assert_close(mapped[name][0], value)
+        assert_close(mapped[name][1], value)
