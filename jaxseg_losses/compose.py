@@ -554,9 +554,9 @@ def deep_supervision(loss: Any, *, weights: Any = "exp") -> DeepSupervisionLoss:
     Peers: MONAI ``DeepSupervisionLoss(loss, weight_mode=m)`` is ``weights=m`` (MONAI's
     ``weights=list`` is a sequence; MONAI takes the first entries of a longer list, here the
     lengths must agree); nnU-Net's ``DeepSupervisionWrapper(loss, weights)`` receives labels
-    already downsampled by its data loader (``DownsampleSegForDSTransform2``, nearest with
-    ``order=0``), which for even sizes and factors of 2 reads other pixels than
-    ``nearest-exact``; ``weights="nnunet"`` gives its weights.
+    already downsampled by its data-loading transforms (its own nearest-neighbour resize, whose
+    pixel choice this function does not promise to reproduce); ``weights="nnunet"`` gives its
+    weights.
 
     Args:
       loss: the loss of each level: a :class:`CombinedLoss` from :func:`combine` (its data
