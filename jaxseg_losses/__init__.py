@@ -15,7 +15,9 @@ from jaxseg_losses._core import LossDefinition, define_loss
 from jaxseg_losses._inputs import Inputs
 from jaxseg_losses.compose import (
     CombinedLoss,
+    DeepSupervisionLoss,
     combine,
+    deep_supervision,
     dice_ce_loss,
     dice_focal_loss,
     get_loss,
@@ -25,7 +27,14 @@ from jaxseg_losses.compose import (
     registered_losses,
 )
 from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
-from jaxseg_losses.pixelwise import cross_entropy_loss, cross_entropy_map, focal_loss, focal_map
+from jaxseg_losses.pixelwise import (
+    cross_entropy_loss,
+    cross_entropy_map,
+    focal_loss,
+    focal_map,
+    poly_cross_entropy_loss,
+    topk_cross_entropy_loss,
+)
 from jaxseg_losses.region import dice_loss, generalized_dice_loss, iou_loss, tversky_loss
 from jaxseg_losses.stats import (
     OverlapStats,
@@ -39,6 +48,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "CombinedLoss",
+    "DeepSupervisionLoss",
     "Inputs",
     "LossDefinition",
     "OverlapStats",
@@ -47,6 +57,7 @@ __all__ = [
     "combine",
     "cross_entropy_loss",
     "cross_entropy_map",
+    "deep_supervision",
     "define_loss",
     "dice_ce_loss",
     "dice_focal_loss",
@@ -65,8 +76,10 @@ __all__ = [
     "overlap_stats",
     "parse_loss_spec",
     "per_sample",
+    "poly_cross_entropy_loss",
     "register_loss",
     "registered_losses",
+    "topk_cross_entropy_loss",
     "tversky_from_stats",
     "tversky_loss",
 ]

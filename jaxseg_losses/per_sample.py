@@ -98,6 +98,8 @@ tversky_loss = single_example(region.tversky_loss)
 generalized_dice_loss = single_example(region.generalized_dice_loss)
 cross_entropy_loss = single_example(pixelwise.cross_entropy_loss)
 focal_loss = single_example(pixelwise.focal_loss)
+poly_cross_entropy_loss = single_example(pixelwise.poly_cross_entropy_loss)
+topk_cross_entropy_loss = single_example(pixelwise.topk_cross_entropy_loss)
 dice_ce_loss = single_example(compose.dice_ce_loss)
 dice_focal_loss = single_example(compose.dice_focal_loss)
 iou_ce_loss = single_example(compose.iou_ce_loss)
@@ -115,6 +117,8 @@ __all__ = [
     "iou_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "poly_cross_entropy_loss",
     "single_example",
+    "topk_cross_entropy_loss",
     "tversky_loss",
 ]

@@ -275,3 +275,31 @@ def test_linen_train_state_example_decreases_the_loss():
     assert losses.shape == (12,) and np.all(np.isfinite(losses))
     assert losses[-3:].mean() < losses[:3].mean(), losses
     assert 0.0 <= history["mean_iou"] <= 1.0
+
+
+def test_deep_supervision_flag_trains_the_auxiliary_heads():
+    from flax import nnx
+
+    config, _ = main.parse_args(["--deep-supervision", "--loss", "ce+dice"])
+    assert config.deep_supervision
+    config = train.TrainConfig(deep_supervision=True, features=(4, 8, 16), batch_size=2)
+    assert isinstance(train.make_loss_fn(config), jsl.DeepSupervisionLoss)
+    model = train.UNet(1, 3, features=config.features, deep_supervision=True, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 16, 16, 1)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 16, 16)).astype(np.int32)
+    # MONAI's weights reach the coarse head (nnU-Net's give the coarsest level weight 0).
+    loss_fn = jsl.deep_supervision(jsl.combine("ce+dice"), weights="exp")
+
+    @nnx.jit
+    def step(model):
+        def compute(model):
+            return loss_fn(model(images, all_levels=True), labels)
+
+        return nnx.value_and_grad(compute, has_aux=True)(model)
+
+    (total, parts), grads = step(model)
+    assert [o.shape for o in model(images, all_levels=True)] == [(2, 16, 16, 3), (2, 8, 8, 3)]
+    assert {"level0", "level1", "level1/dice"} <= set(parts)
+    assert np.isclose(float(total), float(parts["level0"]) + 0.5 * float(parts["level1"]))
+    assert np.abs(np.asarray(grads["aux_heads"][0]["kernel"][...])).sum() > 0

@@ -77,6 +77,22 @@ def _combined(terms, **options):
     return call
 
 
+def _deep_supervised(terms):
+    """Deep supervision of a combination over the logits and a half-resolution copy of them.
+
+    The copy reads the pixels that nearest-exact resizing reads from the labels and the mask
+    (rows 0, 2, 4 of 5, columns 1, 3 of 4), so that a poisoned logit sits on an excluded pixel
+    at every level.
+    """
+
+    def call(x, y, *, mask, ignore_index, reduction):
+        inner = jsl.combine(terms, ignore_index=ignore_index, reduction=reduction)
+        loss_fn = jsl.deep_supervision(inner, weights="two")
+        return loss_fn([x, x[:, ::2, 1::2]], y, mask=mask)[0]
+
+    return call
+
+
 def _accumulated(loss, x, y, mask):
     """``accumulate.value_and_grad`` with the logits as a per-pixel offset of a tiny model.
 
@@ -95,7 +111,7 @@ def _accumulated(loss, x, y, mask):
 
 
 WEIGHTS = np.array([0.5, 1.0, 2.0, 1.5], np.float32)
-EVERY_TERM = "ce+dice+log_iou+focal+tversky+gdl+lovasz"
+EVERY_TERM = "ce+dice+log_iou+focal+tversky+gdl+lovasz+poly+topk"
 
 CASES = [
     Case("iou", False, _library(jsl.iou_loss)),
@@ -118,6 +134,29 @@ CASES = [
         _library(P(jsl.lovasz_softmax_loss, aggregate="batch")),
         batch_pooled=True,
     ),
+    Case("topk", False, _library(P(jsl.topk_cross_entropy_loss, k=20.0, class_weights=WEIGHTS))),
+    Case(
+        "topk_batch",
+        False,
+        _library(P(jsl.topk_cross_entropy_loss, aggregate="batch")),
+        batch_pooled=True,
+    ),
+    Case(
+        "poly_weighted_smoothed",
+        False,
+        _library(P(jsl.poly_cross_entropy_loss, class_weights=WEIGHTS, label_smoothing=0.1)),
+    ),
+    Case(
+        "focal_weighted_foreground",
+        False,
+        _library(P(jsl.focal_loss, class_weights=WEIGHTS, include_background=False)),
+    ),
+    Case(
+        "dice_absent_excluded_subset",
+        False,
+        _library(P(jsl.dice_loss, absent_classes="exclude", classes=(0, 2, 3))),
+    ),
+    Case("deep_supervision", False, _deep_supervised("ce+dice")),
     Case("dice_ce", False, _library(jsl.dice_ce_loss)),
     Case("dice_focal", False, _library(jsl.dice_focal_loss)),
     Case("iou_ce", False, _library(jsl.iou_ce_loss)),
@@ -139,6 +178,11 @@ CASES = [
         _library(P(jsl.cross_entropy_loss, activation="sigmoid", pos_weight=2.0)),
     ),
     Case("focal_sigmoid", True, _library(P(jsl.focal_loss, activation="sigmoid"))),
+    Case(
+        "poly_sigmoid",
+        True,
+        _library(P(jsl.poly_cross_entropy_loss, activation="sigmoid", epsilon=-1.0)),
+    ),
     Case("lovasz_hinge", True, _library(jsl.lovasz_hinge_loss)),
     Case("combine_binary", True, _combined("ce+dice+lovasz_hinge", activation="sigmoid")),
 ]
@@ -326,6 +370,12 @@ BAD_OPTIONS = [
     (jsl.focal_loss, {"alpha": [0.5, 1.2, 0, 0]}, ValueError, r"`alpha` .* \[0, 1\]"),
     (jsl.focal_loss, {"alpha": [0.5, 0.5]}, ValueError, r"`alpha` must have shape \(4,\)"),
     (jsl.lovasz_softmax_loss, {"classes": "some"}, ValueError, r"`classes` must be"),
+    (jsl.dice_loss, {"classes": "some"}, TypeError, r"`classes` must be a list or tuple"),
+    (jsl.iou_loss, {"absent_classes": None}, ValueError, r"`absent_classes` must be one of"),
+    (jsl.focal_loss, {"class_weights": [1, -1.0, 1, 1]}, ValueError, r"`class_weights`"),
+    (jsl.focal_loss, {"include_background": 0}, TypeError, r"`include_background` must be"),
+    (jsl.poly_cross_entropy_loss, {"epsilon": "1"}, TypeError, r"`epsilon` must be a real"),
+    (jsl.topk_cross_entropy_loss, {"k": 101}, ValueError, r"`k` must be a percentage"),
     (jsl.dice_loss, {"reduction": "avg"}, ValueError, r"`reduction` must be one of"),
     (jsl.dice_loss, {"aggregate": True}, ValueError, r"`aggregate` must be one of"),
     (jsl.focal_loss, {"activation": "relu"}, ValueError, r"`activation` must be one of"),

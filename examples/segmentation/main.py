@@ -98,6 +98,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
         help="region terms pool the batch (aggregate='batch', exact under data parallelism); "
         "--no-batch-dice computes them per image",
     )
+    parser.add_argument(
+        "--deep-supervision",
+        action="store_true",
+        help="auxiliary heads at the coarser decoder levels, trained with jsl.deep_supervision",
+    )
     parser.add_argument("--out", default="outputs", help="folder for plots and summary.json")
     parser.add_argument(
         "--no-progress",
@@ -127,6 +132,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
         data_parallel=args.data_parallel,
         batch_dice=args.batch_dice,
         hd95=args.hd95,
+        deep_supervision=args.deep_supervision,
     )
     return config, args
 

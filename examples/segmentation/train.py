@@ -62,6 +62,8 @@ class TrainConfig:
     batch_dice: bool = True
     # Also the per-class 95th-percentile Hausdorff distance on the validation set (pixels).
     hd95: bool = False
+    # Auxiliary heads at the coarser decoder levels, trained with jsl.deep_supervision.
+    deep_supervision: bool = False
 
     @property
     def warmup(self) -> int:
@@ -129,7 +131,11 @@ def make_loss_fn(config: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str
     terms = jsl.parse_loss_spec(config.loss)
     if config.batch_dice:
         terms = {name: (weight, _batch_aggregated(fn)) for name, (weight, fn) in terms.items()}
-    return jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
+    loss_fn = jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
+    if config.deep_supervision:
+        # nnU-Net's weights: 1/2^l, the coarsest level 0, normalised to sum 1.
+        return jsl.deep_supervision(loss_fn, weights="nnunet")
+    return loss_fn
 
 
 def _batch_aggregated(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -145,6 +151,7 @@ def create_model(config: TrainConfig, datasets: Datasets) -> UNet:
         datasets.num_classes,
         features=config.features,
         dtype=jnp.bfloat16 if config.bf16 else jnp.float32,
+        deep_supervision=config.deep_supervision,
         rngs=nnx.Rngs(config.seed),
     )
 
@@ -169,7 +176,8 @@ def train_step(
     """One optimisation step; returns the total loss and each term's value."""
 
     def compute_loss(model: UNet) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return loss_fn(model(images), labels)
+        all_levels = isinstance(loss_fn, jsl.DeepSupervisionLoss)
+        return loss_fn(model(images, all_levels=all_levels), labels)
 
     (total, parts), grads = nnx.value_and_grad(compute_loss, has_aux=True)(model)
     optimizer.update(model, grads)
