@@ -41,6 +41,8 @@ OPTAX_REFERENCE = {
     "ce": "ce",
     "focal": "focal",
     "ce+dice": "ce",
+    "poly": "poly",
+    "topk": "ce",
 }
 
 FAMILIES = (
@@ -50,6 +52,8 @@ FAMILIES = (
     "tversky",
     "ce",
     "focal",
+    "poly",
+    "topk",
     "ce+dice",
     "lovasz",
     "dice_squared",
@@ -64,6 +68,8 @@ FAMILIES = (
 REFERENCE_ONLY = ("dice_squared", "mcc", "boundary", "hausdorff", "cldice")
 # Families without a plain-jnp version (it would need the library's own distance transform).
 NO_PLAIN_JNP = ("boundary", "hausdorff", "cldice")
+
+TOPK_PERCENT = 10.0
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -195,6 +201,45 @@ def plain_focal(
     return _pixel_mean(per_pixel, w)
 
 
+def _plain_pixel_ce(x: jax.Array, safe: jax.Array, activation: str) -> tuple[jax.Array, jax.Array]:
+    """Per-pixel CE and the label's probability (binary form for one sigmoid channel)."""
+    if activation == "softmax":
+        targets = _one_hot_targets(safe, x.shape[-1])
+        log_pt = jnp.sum(targets * jax.nn.log_softmax(x, axis=-1), axis=-1)
+        return -log_pt, jnp.exp(log_pt)
+    g = (safe == 1).astype(jnp.float32)
+    z = x[..., 0]
+    ce = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
+    p = jax.nn.sigmoid(z)
+    return ce, g * p + (1.0 - g) * (1.0 - p)
+
+
+def plain_poly(
+    logits: jax.Array, labels: jax.Array, *, activation: str, epsilon: float = 1.0
+) -> jax.Array:
+    """Poly-1: ``CE + ε (1 - p_t)`` per pixel, mean over valid pixels."""
+    safe, w = _valid(labels)
+    ce, pt = _plain_pixel_ce(logits.astype(jnp.float32), safe, activation)
+    return _pixel_mean(ce + epsilon * (1.0 - pt), w)
+
+
+def plain_topk(
+    logits: jax.Array, labels: jax.Array, *, activation: str, k: float = TOPK_PERCENT
+) -> jax.Array:
+    """Per-sample mean of the largest ``max(1, ⌊n k / 100⌋)`` valid pixel CEs (a full sort)."""
+    safe, w = _valid(labels)
+    ce, _ = _plain_pixel_ce(logits.astype(jnp.float32), safe, activation)
+    batch = ce.shape[0]
+    ce, valid = ce.reshape(batch, -1), w.reshape(batch, -1) > 0
+    ordered = -jnp.sort(-jnp.where(valid, ce, -jnp.inf), axis=-1)
+    count = jnp.sum(valid, axis=-1).astype(jnp.float32)
+    kept = jnp.where(count > 0, jnp.maximum(jnp.floor(count * k / 100.0), 1.0), 0.0)
+    rank = jnp.arange(ordered.shape[-1], dtype=jnp.float32)[None, :]
+    total = jnp.sum(jnp.where(rank < kept[:, None], ordered, 0.0), axis=-1)
+    per_sample = total / jnp.maximum(kept, 1.0)
+    return jnp.sum(per_sample) / jnp.maximum(jnp.sum((count > 0).astype(jnp.float32)), 1.0)
+
+
 def _lovasz_grad(gt_sorted: jax.Array) -> jax.Array:
     """Gradient of the Lovász extension of the Jaccard loss at sorted errors (Berman, Alg. 1)."""
     gts = jnp.sum(gt_sorted, axis=-1, keepdims=True)
@@ -276,6 +321,23 @@ def optax_focal(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax
     return _pixel_mean(per_pixel, w)
 
 
+def optax_poly(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.Array:
+    import optax
+
+    safe, w = _valid(labels)
+    if activation == "softmax":
+        targets = _one_hot_targets(safe, logits.shape[-1], logits.dtype)
+        per_pixel = optax.losses.poly_loss_cross_entropy(logits, targets, epsilon=1.0)
+    else:
+        # optax's PolyLoss is softmax-only: the binary problem as two logits [0, z].
+        z = logits[..., 0]
+        two = jnp.stack([jnp.zeros_like(z), z], axis=-1)
+        per_pixel = optax.losses.poly_loss_cross_entropy(
+            two, _one_hot_targets((safe == 1).astype(safe.dtype), 2, logits.dtype), epsilon=1.0
+        )
+    return _pixel_mean(per_pixel, w)
+
+
 # ----------------------------------------------------------------------------------------------
 # The registry.
 
@@ -299,6 +361,16 @@ def _jsl_impls(activation: str) -> list[Impl]:
         loss = getattr(jsl, attr, None)
         if loss is not None:
             add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
+    poly = getattr(jsl, "poly_cross_entropy_loss", None)
+    if poly is not None:
+        add("poly", "jsl.poly_cross_entropy_loss", lambda x, y: poly(x, y, **common))
+    topk = getattr(jsl, "topk_cross_entropy_loss", None)
+    if topk is not None:
+        add(
+            "topk",
+            "jsl.topk_cross_entropy_loss",
+            lambda x, y: topk(x, y, k=TOPK_PERCENT, **common),
+        )
     tversky = getattr(jsl, "tversky_loss", None)
     if tversky is not None:
         add(
@@ -371,6 +443,14 @@ def implementations(activation: str, families: tuple[str, ...] = FAMILIES) -> li
         Impl("ce", "plain_jnp", "one-hot CE", lambda x, y: plain_ce(x, y, **act)),
         Impl("focal", "optax", "optax.sigmoid_focal_loss", lambda x, y: optax_focal(x, y, **act)),
         Impl("focal", "plain_jnp", "one-hot focal", lambda x, y: plain_focal(x, y, **act)),
+        Impl(
+            "poly",
+            "optax",
+            "optax.poly_loss_cross_entropy (one-hot)",
+            lambda x, y: optax_poly(x, y, **act),
+        ),
+        Impl("poly", "plain_jnp", "one-hot Poly-1", lambda x, y: plain_poly(x, y, **act)),
+        Impl("topk", "plain_jnp", "one-hot CE, full sort", lambda x, y: plain_topk(x, y, **act)),
         Impl(
             "ce+dice",
             "optax",

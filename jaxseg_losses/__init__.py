@@ -16,7 +16,9 @@ from jaxseg_losses._core import LossDefinition, define_loss
 from jaxseg_losses._inputs import Inputs
 from jaxseg_losses.compose import (
     CombinedLoss,
+    DeepSupervisionLoss,
     combine,
+    deep_supervision,
     dice_ce_loss,
     dice_focal_loss,
     get_loss,
@@ -26,7 +28,14 @@ from jaxseg_losses.compose import (
     registered_losses,
 )
 from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
-from jaxseg_losses.pixelwise import cross_entropy_loss, cross_entropy_map, focal_loss, focal_map
+from jaxseg_losses.pixelwise import (
+    cross_entropy_loss,
+    cross_entropy_map,
+    focal_loss,
+    focal_map,
+    poly_cross_entropy_loss,
+    topk_cross_entropy_loss,
+)
 from jaxseg_losses.region import (
     dice_loss,
     generalized_dice_loss,
@@ -44,10 +53,11 @@ from jaxseg_losses.stats import (
     tversky_from_stats,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CombinedLoss",
+    "DeepSupervisionLoss",
     "Inputs",
     "LossDefinition",
     "OverlapStats",
@@ -58,6 +68,7 @@ __all__ = [
     "combine",
     "cross_entropy_loss",
     "cross_entropy_map",
+    "deep_supervision",
     "define_loss",
     "dice_ce_loss",
     "dice_focal_loss",
@@ -79,8 +90,10 @@ __all__ = [
     "overlap_stats",
     "parse_loss_spec",
     "per_sample",
+    "poly_cross_entropy_loss",
     "register_loss",
     "registered_losses",
+    "topk_cross_entropy_loss",
     "tversky_from_stats",
     "tversky_loss",
 ]

@@ -11,6 +11,8 @@ Shape checks go through ``chex`` static assertions; their ``AssertionError`` is 
 ``ValueError`` with our wording, so callers catch the exception types the contract promises.
 """
 
+from __future__ import annotations
+
 import contextlib
 import contextvars
 import functools

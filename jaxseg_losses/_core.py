@@ -31,6 +31,8 @@ derived from that description, generically, in this module:
 * :mod:`jaxseg_losses.per_sample` wraps the public function for ``jax.vmap``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import inspect
@@ -208,6 +210,17 @@ _DATA_DOCS = """\
       labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
         targets (one-hot or soft), laid out like ``logits``."""
 
+# Annotations of the generated signatures, as strings so that `help()` and the docs read the
+# alias `ArrayLike`, not the Union it stands for.
+_SHARED_ANNOTATIONS: dict[str, str] = {
+    "activation": "str | None",
+    "class_axis": "int",
+    "ignore_index": "int | None",
+    "mask": "ArrayLike | None",
+    "aggregate": "str",
+    "axis_name": "Hashable | None",
+    "reduction": "str",
+}
 _SHARED_DEFAULTS: dict[str, Any] = {
     "class_axis": -1,
     "ignore_index": None,
@@ -285,18 +298,27 @@ def define_loss(
     default_activation = accepted[0]
     options = _factory_options(factory)
     parameters = [
-        inspect.Parameter("logits", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("labels", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        *options.values(),
+        inspect.Parameter(
+            "logits", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike"
+        ),
+        inspect.Parameter(
+            "labels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike"
+        ),
+        *(p.replace(annotation=_annotation_name(p.annotation)) for p in options.values()),
     ]
     shared = dict(_SHARED_DEFAULTS)
     if len(accepted) > 1:
         shared = {"activation": default_activation, **shared}
     parameters += [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=_SHARED_ANNOTATIONS.get(name, inspect.Parameter.empty),
+        )
         for name, default in shared.items()
     ]
-    signature = inspect.Signature(parameters, return_annotation=jax.Array)
+    signature = inspect.Signature(parameters, return_annotation="jax.Array")
     name = factory.__name__
 
     @functools.wraps(factory)
@@ -345,10 +367,23 @@ def define_loss(
         return built
 
     loss_fn.__signature__ = signature  # type: ignore[attr-defined]
+    loss_fn.__annotations__ = {
+        **{p.name: p.annotation for p in parameters if p.annotation is not p.empty},
+        "return": signature.return_annotation,
+    }
     loss_fn.__doc__ = _expand_docs(factory.__doc__ or "", shared)
     loss_fn.definition = definition  # type: ignore[attr-defined]
     loss_fn.activations = accepted  # type: ignore[attr-defined]
     return cast(LossFunction, loss_fn)
+
+
+def _annotation_name(annotation: Any) -> Any:
+    """Names ``jax.typing.ArrayLike`` as such in a generated signature (not its expanded Union)."""
+    if annotation == ArrayLike:
+        return "ArrayLike"
+    if annotation == (ArrayLike | None):
+        return "ArrayLike | None"
+    return annotation
 
 
 def _factory_options(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:

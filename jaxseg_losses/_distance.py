@@ -45,6 +45,8 @@ References:
   8(19), 2012.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 import jax

@@ -24,6 +24,8 @@ accumulator adds every device's copy of what was already summed, so the accumula
 ``copies`` count (1) that such a psum turns into the device count, and refuse to report then.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Sequence
 from typing import Any

@@ -55,6 +55,8 @@ Shapes: ``logits`` ``[B, P, C]`` in the compute dtype, ``labels`` ``[B, P]`` int
 NaN), ``weights`` ``[B, P]`` in the compute dtype.
 """
 
+from __future__ import annotations
+
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple

@@ -24,6 +24,8 @@ weight NaN (and label 0, so no gather reads out of range): every loss that sums 
 then NaN in value and gradient, loudly, instead of training on a wrong target.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable
 from typing import Any

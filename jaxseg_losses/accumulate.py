@@ -30,6 +30,8 @@ batch's pixels at once), ``reduction="none"`` (a value per sample, not a batch l
 callable term (its value is opaque).
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +47,9 @@ Sums = Any  # a pytree of arrays that add elementwise
 Parts = dict[str, jax.Array]
 
 
-def _as_combined(loss: Any) -> compose.CombinedLoss:
+def _as_combined(loss: Any) -> compose.CombinedLoss | compose.DeepSupervisionLoss:
     """A :class:`~jaxseg_losses.CombinedLoss`, or one made of a single loss function."""
-    if isinstance(loss, compose.CombinedLoss):
+    if isinstance(loss, compose.CombinedLoss | compose.DeepSupervisionLoss):
         return loss
     if callable(loss) and _core.is_described(loss):
         base, _ = _core.unwrap(loss)

@@ -41,6 +41,8 @@ weight ``> 0`` counts fully, a pixel with weight 0 not at all (the Jaccard set f
 pixels, it has no per-pixel weights).
 """
 
+from __future__ import annotations
+
 from typing import Any
 
 import jax

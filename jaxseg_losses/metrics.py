@@ -48,6 +48,8 @@ Everything runs under ``jax.jit`` with static shapes: counting is one scatter-ad
 GPU/TPU, never a Python loop.
 """
 
+from __future__ import annotations
+
 import functools
 import math
 import numbers
@@ -2524,8 +2526,11 @@ class PerImageAccumulator:
         """Returns the accumulator with one more batch of per-image values folded in.
 
         ``values`` maps every metric name to its ``[B, C]`` float values of the batch (NaN
-        where undefined). With ``axis_name`` the batch's sums are added over that mapped axis
-        first, so every device holds the totals.
+        where undefined), or to ``[B, C']`` values of the kept classes alone when they are
+        fewer than ``C`` (the surface metrics leave the background out by default, so
+        ``hausdorff_distance(...)`` streams into an accumulator made with
+        ``include_background=False``). With ``axis_name`` the batch's sums are added over that
+        mapped axis first, so every device holds the totals.
         """
         if not isinstance(values, Mapping):
             raise TypeError(
@@ -2542,10 +2547,12 @@ class PerImageAccumulator:
         sums = {}
         for name in self.names:
             array = _checks.as_float_array(f"values[{name!r}]", values[name])
-            if array.ndim != 2 or array.shape[1] != self.num_classes:
+            kept_only = len(self.classes) != self.num_classes
+            if array.ndim != 2 or array.shape[1] not in (self.num_classes, len(self.classes)):
+                also = f" or [B, {len(self.classes)}] (the kept classes)" if kept_only else ""
                 raise ValueError(
-                    f"`values[{name!r}]` must be [B, {self.num_classes}] per-image values; got "
-                    f"shape {tuple(array.shape)}."
+                    f"`values[{name!r}]` must be [B, {self.num_classes}] per-image values{also}; "
+                    f"got shape {tuple(array.shape)}."
                 )
             if batch_size is not None and array.shape[0] != batch_size:
                 raise ValueError(
@@ -2553,7 +2560,9 @@ class PerImageAccumulator:
                     f"{array.shape[0]} rows, another has {batch_size}."
                 )
             batch_size = array.shape[0]
-            kept = jnp.take(array.astype(dtype), keep, axis=1)
+            kept = array.astype(dtype)
+            if array.shape[1] == self.num_classes:
+                kept = jnp.take(kept, keep, axis=1)
             partials = _partials(kept, weights)
             if axis_name is not None:
                 partials = jax.lax.psum(partials, axis_name)

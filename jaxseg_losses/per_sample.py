@@ -18,6 +18,8 @@ Examples:
   True
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 from collections.abc import Callable
@@ -82,7 +84,7 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
         return jax.tree.map(lambda x: x[0], per_sample)
 
     keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
-    loss.__signature__ = inspect.Signature(keep, return_annotation=jax.Array)  # type: ignore[attr-defined]
+    loss.__signature__ = inspect.Signature(keep, return_annotation="jax.Array")  # type: ignore[attr-defined]
     loss.__doc__ = (
         f"Single-example :func:`jaxseg_losses.{batch_loss.__name__}`: ``logits`` ``[*spatial, C]``,"
         f" ``labels`` ``[*spatial]`` or ``[*spatial, C]``; returns a scalar. See the module doc."
@@ -97,6 +99,8 @@ generalized_dice_loss = single_example(region.generalized_dice_loss)
 mcc_loss = single_example(region.mcc_loss)
 cross_entropy_loss = single_example(pixelwise.cross_entropy_loss)
 focal_loss = single_example(pixelwise.focal_loss)
+poly_cross_entropy_loss = single_example(pixelwise.poly_cross_entropy_loss)
+topk_cross_entropy_loss = single_example(pixelwise.topk_cross_entropy_loss)
 dice_ce_loss = single_example(compose.dice_ce_loss)
 dice_focal_loss = single_example(compose.dice_focal_loss)
 iou_ce_loss = single_example(compose.iou_ce_loss)
@@ -121,6 +125,8 @@ __all__ = [
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
     "mcc_loss",
+    "poly_cross_entropy_loss",
     "single_example",
+    "topk_cross_entropy_loss",
     "tversky_loss",
 ]

@@ -34,6 +34,10 @@ gives finite values, gradients and Hessians. Computation and output are float32 
 bf16/f16/f32 inputs.
 """
 
+from __future__ import annotations
+
+import math
+import numbers
 from typing import Any
 
 import jax
@@ -41,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg_losses import _checks
-from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._core import LossDefinition, define_loss, divide
 from jaxseg_losses._inputs import Inputs, prepare, safe_log
 
 ArrayLike = jax.typing.ArrayLike
@@ -102,10 +106,15 @@ def _check_ce_options(class_weights: Any, pos_weight: Any, label_smoothing: Any)
             _checks.check_real(name, value, vector=True)
 
 
-def _check_focal_options(gamma: Any, alpha: Any) -> None:
+def _check_focal_options(
+    gamma: Any, alpha: Any, class_weights: Any = None, include_background: Any = True
+) -> None:
     _checks.check_nonnegative("gamma", gamma)
     if alpha is not None:
         _checks.check_real("alpha", alpha, high=1.0, vector=True)
+    if class_weights is not None:
+        _checks.check_real("class_weights", class_weights, vector=True)
+    _checks.check_bool("include_background", include_background)
 
 
 def _at_labels(vector: jax.Array, labels: jax.Array) -> jax.Array:
@@ -179,10 +188,36 @@ def _cross_entropy_terms(
     return loss, jnp.sum(weights * targets, axis=-1)
 
 
-def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.Array:
+def _focal_class_factors(
+    num_classes: int, dtype: Any, class_weights: ArrayLike | None, include_background: bool
+) -> jax.Array | None:
+    """``[1, 1, C]`` factors of each class's term (MONAI's ``weight``, background dropped)."""
+    factors = None
+    if class_weights is not None:
+        factors = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
+    if not include_background:
+        if num_classes < 2:
+            raise ValueError(
+                "include_background=False drops class 0, which would leave no class: the logits "
+                "have a single channel. Keep include_background=True for binary sigmoid outputs."
+            )
+        keep = jnp.ones((1, 1, num_classes), dtype).at[..., 0].set(0.0)
+        factors = keep if factors is None else factors * keep
+    return factors
+
+
+def _focal_terms(
+    inputs: Inputs,
+    *,
+    gamma: Any,
+    alpha: ArrayLike | None,
+    class_weights: ArrayLike | None = None,
+    include_background: bool = True,
+) -> jax.Array:
     x = inputs.logits
     dtype, num_classes = inputs.dtype, inputs.num_classes
     focus = not _is_static_zero(gamma)
+    factors = _focal_class_factors(num_classes, dtype, class_weights, include_background)
 
     if inputs.is_binary:
         g = inputs.dense_targets()
@@ -197,6 +232,11 @@ def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.
         if alpha is not None:
             a = _class_option("alpha", alpha, num_classes, dtype)
             loss = (a * g + (1.0 - a) * (1.0 - g)) * loss
+        if factors is not None:
+            loss = factors * loss
+        if not include_background:
+            # MONAI drops channel 0 before its mean over channels.
+            loss = loss[..., 1:]
         return jnp.mean(loss, axis=-1)
 
     if alpha is None:
@@ -222,6 +262,8 @@ def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.
             loss = _focal_factor(log_one_minus_p, gamma) * loss
         if alpha_c is not None:
             loss = _at_labels(alpha_c, labels) * loss
+        if factors is not None:
+            loss = _at_labels(factors, labels) * loss
         return loss
 
     log_p = inputs.log_probabilities()
@@ -234,7 +276,95 @@ def _focal_terms(inputs: Inputs, *, gamma: Any, alpha: ArrayLike | None) -> jax.
     per_class = inputs.dense_targets() * log_p
     if alpha_c is not None:
         per_class = alpha_c * per_class
+    if factors is not None:
+        per_class = factors * per_class
     return -jnp.sum(per_class, axis=-1)
+
+
+def _poly_terms(
+    inputs: Inputs,
+    *,
+    epsilon: Any,
+    class_weights: ArrayLike | None,
+    label_smoothing: Any,
+) -> tuple[jax.Array, jax.Array | None]:
+    """Poly-1 per pixel: the cross-entropy terms of CE with ``-log p`` -> ``-log p + ε (1 - p)``."""
+    dtype, num_classes = inputs.dtype, inputs.num_classes
+    smoothing = label_smoothing
+    smooth = not _is_static_zero(smoothing)
+    weights = None
+    if class_weights is not None:
+        weights = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
+
+    if inputs.is_binary:
+        g = inputs.dense_targets()
+        if smooth:
+            g = g * (1.0 - smoothing) + 0.5 * smoothing
+        log_p, log_q = inputs.binary_log_probabilities()
+        # 1 - p_t with p_t = g p + (1 - g)(1 - p): the probability of the wrong side.
+        one_minus_pt = g * jnp.exp(log_q) + (1.0 - g) * jnp.exp(log_p)
+        per_channel = _binary_cross_entropy(g, log_p, log_q) + epsilon * one_minus_pt
+        if weights is not None:
+            per_channel = per_channel * weights
+        return jnp.mean(per_channel, axis=-1), None
+
+    if inputs.labels is not None:
+        labels = inputs.labels
+        log_p_label = inputs.label_log_probability()
+        p_label = inputs.label_logit() if inputs.activation is None else jnp.exp(log_p_label)
+        loss = -log_p_label + epsilon * (1.0 - p_label)
+        label_weight = None
+        if weights is not None:
+            label_weight = _at_labels(weights, labels)
+            loss = loss * label_weight
+        if smooth:
+            # Σ_c w_c g̃_c (-log p_c + ε (1 - p_c)) with g̃ = (1 - s) onehot + s / C.
+            every = -inputs.log_probabilities() + epsilon * (1.0 - inputs.probabilities())
+            if weights is not None:
+                every = every * weights
+            loss = (1.0 - smoothing) * loss + (smoothing / num_classes) * jnp.sum(every, axis=-1)
+        return loss, label_weight
+
+    targets = inputs.dense_targets()
+    smoothed = targets
+    if smooth:
+        smoothed = targets * (1.0 - smoothing) + smoothing / num_classes
+    every = -inputs.log_probabilities() + epsilon * (1.0 - inputs.probabilities())
+    if weights is None:
+        return jnp.sum(smoothed * every, axis=-1), None
+    return jnp.sum(weights * smoothed * every, axis=-1), jnp.sum(weights * targets, axis=-1)
+
+
+def _check_topk(k: Any) -> float:
+    if isinstance(k, bool) or not isinstance(k, numbers.Real):
+        raise TypeError(
+            f"`k` must be a Python number, the percentage of pixels kept (static: it sets the "
+            f"size of the top-k); got {type(k).__name__} {k!r}."
+        )
+    value = float(k)
+    if not (math.isfinite(value) and 0 < value <= 100):
+        raise ValueError(f"`k` must be a percentage in (0, 100]; got {k!r}.")
+    return value
+
+
+def _top_fraction_mean(loss: jax.Array, valid: jax.Array, k: float) -> jax.Array:
+    r"""Mean of the largest ``⌊n k / 100⌋`` (at least 1) of the valid entries of each row.
+
+    ``loss`` and ``valid`` are ``[N, P]``; ``n`` is the row's valid count. The static size of the
+    top-k is that of a row whose every pixel is valid; the entries past the row's own count are
+    masked out, so excluded pixels are never candidates and the result is the same as removing
+    them. A row without a valid entry gives 0.
+    """
+    size = loss.shape[-1]
+    largest = min(size, max(1, int(size * k / 100)))
+    keys = jnp.where(valid, loss, -jnp.inf)
+    top, _ = jax.lax.top_k(keys, largest)
+    count = jnp.sum(valid, axis=-1).astype(loss.dtype)
+    kept = jnp.where(count > 0, jnp.maximum(jnp.floor(count * k / 100.0), 1.0), 0.0)
+    rank = jax.lax.broadcasted_iota(loss.dtype, top.shape, top.ndim - 1)
+    chosen = rank < kept[:, None]
+    total = jnp.sum(jnp.where(chosen, top, jnp.zeros((), loss.dtype)), axis=-1)
+    return divide(total, kept)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -447,7 +577,172 @@ def cross_entropy_map(
 
 @define_loss
 @_shares_docs
-def focal_loss(*, gamma: ArrayLike = 2.0, alpha: ArrayLike | None = None) -> LossDefinition:
+def poly_cross_entropy_loss(
+    *,
+    epsilon: ArrayLike = 1.0,
+    class_weights: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> LossDefinition:
+    r"""Computes the Poly-1 loss: cross-entropy plus :math:`\varepsilon (1 - p_t)` per pixel.
+
+    The Taylor expansion of cross-entropy in :math:`1 - p_t` is
+    :math:`\sum_{j \ge 1} (1 - p_t)^j / j`; PolyLoss perturbs its leading coefficient, which
+    controls how strongly the gradient keeps pushing already-confident pixels (Leng et al.
+    2022). Categorical form, with the smoothed targets :math:`\tilde g = (1 - s)\,g + s / C`
+    (one-hot :math:`g` for integer labels) and class weights :math:`w`:
+
+    .. math::
+
+       \ell_i = \sum_c w_c\, \tilde g_{ic} \bigl[-\log p_{ic} + \varepsilon (1 - p_{ic})\bigr],
+       \qquad \mathrm{mean} = \frac{\sum_i m_i \ell_i}{\sum_i m_i \sum_c w_c g_{ic}},
+
+    which for a one-hot label without smoothing is :math:`w_y [-\log p_y + \varepsilon (1 -
+    p_y)]`, normalised by :math:`\sum m_i w_{y_i}`, as :func:`cross_entropy_loss` (PyTorch's
+    weighted mean). :math:`\varepsilon = 0` is exactly :func:`cross_entropy_loss`; the
+    cross-entropy part reads the same shared statistics (log-sum-exp and the label's logit), so
+    in :func:`~jaxseg_losses.combine` with CE or Dice nothing is computed twice. Sigmoid form,
+    per channel, with :math:`p_t = \tilde g p + (1 - \tilde g)(1 - p)` and
+    :math:`\tilde g = (1 - s) g + s / 2`: :math:`\ell_{ic} = w_c [\mathrm{BCE}_{ic} +
+    \varepsilon (1 - p_t)]`, averaged over channels (Leng et al.'s Poly-1 for sigmoid outputs).
+    Sums over pixels, so it adds over samples, micro-batches and devices like CE.
+
+    Peers: optax ``poly_loss_cross_entropy(logits, one_hot, epsilon=e)`` is :math:`\ell_i`
+    with ``epsilon=e`` and ``reduction="none"`` per pixel (optax's default ε is 2, this
+    function's 1, the value of the paper's Poly-1 formula); pass
+    ``optax.smooth_labels(one_hot, s)`` there for ``label_smoothing=s``. The paper's
+    TensorFlow snippet (``poly1_cross_entropy``) smooths the labels the same way.
+
+    Args:
+      <data args>
+      epsilon: the coefficient :math:`\varepsilon` of the first polynomial term; a real number
+        :math:`\ge -1` (the loss stays non-negative; the paper uses 2 for ImageNet and -1 for
+        detection), default 1.
+      class_weights: ``[C]`` class weights, as in :func:`cross_entropy_loss`.
+      label_smoothing: :math:`s \in [0, 1)`.
+      <shared args>
+
+    Returns:
+      A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])   # [B=1, P=3, C=2]
+      >>> labels = jnp.array([[0, 1, 255]])
+      >>> loss = jsl.poly_cross_entropy_loss(logits, labels, ignore_index=255)
+      >>> print(f"{loss:.4f}")   # ln(1 + e^-2) + 1 - σ(2)
+      0.2461
+      >>> ce = jsl.cross_entropy_loss(logits, labels, ignore_index=255)
+      >>> bool(jsl.poly_cross_entropy_loss(logits, labels, epsilon=0.0, ignore_index=255) == ce)
+      True
+
+    References:
+      Leng, Tan, Liu, Cubuk, Shi, Cheng, Anguelov & Tan, "PolyLoss: A Polynomial Expansion
+      Perspective of Classification Loss Functions", ICLR 2022.
+    """
+    _checks.check_real("epsilon", epsilon, low=-1.0)
+    _check_ce_options(class_weights, None, label_smoothing)
+    return LossDefinition.pixel_mean(
+        lambda inputs: _poly_terms(
+            inputs,
+            epsilon=epsilon,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+        )
+    )
+
+
+@define_loss
+@_shares_docs
+def topk_cross_entropy_loss(
+    *,
+    k: float = 10.0,
+    class_weights: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> LossDefinition:
+    r"""Computes the top-k cross-entropy: the mean of the largest k % of the pixel losses.
+
+    Hard-pixel mining (nnU-Net's ``TopKLoss``, after Wu et al. 2016's bootstrapped CE): only
+    the worst-predicted pixels train, so the many easy background pixels stop diluting the
+    gradient. With :math:`\ell_i` the per-pixel cross-entropy of :func:`cross_entropy_map`
+    (class weights and smoothing included, :math:`w_{y_i}(-\log p_{iy_i})` without smoothing),
+    :math:`V` the valid pixels of a row (a sample, or the batch with ``aggregate="batch"``) and
+    :math:`T` the :math:`n = \max(1, \lfloor |V| k / 100 \rfloor)` largest :math:`\ell_i` in
+    :math:`V`:
+
+    .. math::
+
+       \ell = \frac{1}{n} \sum_{i \in T} \ell_i
+
+    (a plain mean: class weights scale the pixel losses, they do not renormalise). Ignored and
+    masked pixels are not candidates at all, exactly as if they were removed; ``mask`` is binary
+    here (weight ``> 0`` keeps a pixel), as for the Lovász losses. ``k`` is static: the top-k has
+    the static size of a row whose every pixel is valid, and the entries past a row's own
+    :math:`n` are masked out, so the loss jits with any mask. Gradients flow to the selected
+    pixels only; the selection itself is piecewise constant.
+
+    ``aggregate="sample"`` (the default) selects within each sample: the per-sample values add
+    over samples, micro-batches and devices (``axis_name``, ``accumulate``), and the mean over
+    samples is taken as for every loss. ``aggregate="batch"`` selects over the whole batch
+    (nnU-Net): that is not a sum over pixels, so it cannot be split over micro-batches or a
+    mapped axis, and is refused there with a ``ValueError`` (under ``jax.jit`` on sharded arrays
+    it needs no ``axis_name``).
+
+    Peers: nnU-Net's ``TopKLoss(k=k, ignore_index=255)`` on ``[B, C, *spatial]`` logits equals
+    ``k=k, aggregate="batch", class_axis=1`` when no pixel is ignored. nnU-Net takes
+    :math:`\lfloor N k / 100 \rfloor` of all :math:`N` voxels, ignored ones included (their loss
+    0 can then be selected and dilutes the mean); here ignored pixels are removed from the
+    candidates and the count, which is what slicing them away would give. nnU-Net's count can
+    be 0 (a NaN mean for tiny inputs); here it is at least 1.
+
+    Args:
+      <data args>
+      k: the percentage of the valid pixels kept, a Python number in (0, 100] (default 10,
+        nnU-Net's); ``k=100`` is the cross-entropy mean.
+      class_weights: ``[C]`` factors of each pixel's loss by its label's class.
+      label_smoothing: :math:`s \in [0, 1)`, as in :func:`cross_entropy_loss`.
+      <shared args>
+
+    Returns:
+      A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]]])   # [1, 4, 2]
+      >>> labels = jnp.array([[0, 0, 1, 255]])
+      >>> jsl.cross_entropy_map(logits, labels, ignore_index=255).round(4)
+      Array([[0.1269, 2.1269, 1.3133, 0.    ]], dtype=float32)
+      >>> loss = jax.jit(lambda x, y: jsl.topk_cross_entropy_loss(x, y, k=70.0, ignore_index=255))
+      >>> print(f"{loss(logits, labels):.4f}")   # ⌊3 · 0.7⌋ = 2 pixels: (2.1269 + 1.3133) / 2
+      1.7201
+
+    References:
+      Wu, Shen & van den Hengel, "Bridging Category-level and Instance-level Semantic Image
+      Segmentation", arXiv:1605.06885, 2016 (online bootstrapping). Isensee et al., "nnU-Net",
+      Nature Methods 2021 (``TopKLoss``).
+    """
+    k = _check_topk(k)
+    _check_ce_options(class_weights, None, label_smoothing)
+
+    def sums(inputs: Inputs) -> dict[str, jax.Array]:
+        loss, _ = _cross_entropy_terms(
+            inputs, class_weights=class_weights, pos_weight=None, label_smoothing=label_smoothing
+        )
+        return {"loss": _top_fraction_mean(loss, inputs.weights > 0, k)}
+
+    return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
+
+
+@define_loss
+@_shares_docs
+def focal_loss(
+    *,
+    gamma: ArrayLike = 2.0,
+    alpha: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    include_background: bool = True,
+) -> LossDefinition:
     r"""Computes the focal loss, cross-entropy down-weighted on well-classified pixels.
 
     The factor :math:`(1 - p_t)^\gamma` fades the loss of pixels already predicted with
@@ -474,13 +769,35 @@ def focal_loss(*, gamma: ArrayLike = 2.0, alpha: ArrayLike | None = None) -> Los
     The factor is computed as :math:`\exp(\gamma \log(1 - p_t))` from log-probabilities, so
     values, gradients and Hessians stay finite at logits of ±100 and gradients stay finite for
     :math:`0 < \gamma < 1` at saturated predictions. With :math:`\gamma = 0` and no α the loss is
-    exactly :func:`cross_entropy_loss`. α is a balancing factor, not a class weight: the mean
-    divides by the pixel count, as in Lin et al., optax, torchvision and MONAI.
+    exactly :func:`cross_entropy_loss`.
+
+    ``class_weights`` :math:`w_c` multiply the term of class :math:`c` (the class of the label,
+    or each channel of the sigmoid form), and ``include_background=False`` drops class 0's term
+    (the pixels labelled 0 for integer labels; channel 0 of the sigmoid form, whose mean then
+    runs over the :math:`C - 1` other channels). Neither α nor :math:`w` renormalises: the mean
+    divides by the valid pixel count :math:`\sum_i m_i`, as in Lin et al., optax and
+    torchvision.
+
+    Peers: MONAI ``FocalLoss(gamma=γ, alpha=a, weight=w, include_background=ib,
+    use_softmax=False, reduction="mean")`` on one-hot targets is ``activation="sigmoid",
+    gamma=γ, alpha=a, class_weights=w, include_background=ib`` exactly (MONAI's mean over
+    :math:`B \cdot C \cdot H \cdot W` elements is the mean over pixels of the mean over
+    channels). Its softmax form, ``FocalLoss(use_softmax=True, to_onehot_y=True,
+    reduction="mean")``, also averages over :math:`B \cdot C \cdot H \cdot W` elements of which
+    only the label's is non-zero, so it is this loss divided by :math:`C`; with
+    ``include_background=False`` MONAI takes the softmax over the :math:`C - 1` foreground
+    channels only (a different distribution) and divides by :math:`C - 1`, while here the
+    softmax keeps every class and only the term of class 0 is dropped. optax
+    ``sigmoid_focal_loss(logits, labels, alpha, gamma)`` is the sigmoid form per element
+    (``.mean()`` of it is ``reduction="mean"``); torchvision's ``sigmoid_focal_loss`` likewise.
 
     Args:
       <data args>
       gamma: the focusing exponent :math:`\gamma \ge 0` (2 in Lin et al.).
       alpha: ``None``, a scalar in [0, 1], or ``[C]`` per-class factors.
+      class_weights: ``None`` or ``[C]`` non-negative factors of each class's term (MONAI's
+        ``weight``).
+      include_background: ``False`` drops the term of class 0 (channel 0).
       <shared args>
 
     Returns:
@@ -500,8 +817,16 @@ def focal_loss(*, gamma: ArrayLike = 2.0, alpha: ArrayLike | None = None) -> Los
     References:
       Lin, Goyal, Girshick, He & Dollár, "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _check_focal_options(gamma, alpha)
-    return LossDefinition.pixel_mean(lambda inputs: _focal_terms(inputs, gamma=gamma, alpha=alpha))
+    _check_focal_options(gamma, alpha, class_weights, include_background)
+    return LossDefinition.pixel_mean(
+        lambda inputs: _focal_terms(
+            inputs,
+            gamma=gamma,
+            alpha=alpha,
+            class_weights=class_weights,
+            include_background=include_background,
+        )
+    )
 
 
 @_shares_docs
@@ -511,6 +836,8 @@ def focal_map(
     *,
     gamma: ArrayLike = 2.0,
     alpha: ArrayLike | None = None,
+    class_weights: ArrayLike | None = None,
+    include_background: bool = True,
     activation: str | None = "softmax",
     class_axis: int = -1,
     ignore_index: int | None = None,
@@ -531,6 +858,8 @@ def focal_map(
       <map args>
       gamma: the focusing exponent :math:`\gamma \ge 0`.
       alpha: ``None``, a scalar in [0, 1], or ``[C]`` per-class factors.
+      class_weights: ``None`` or ``[C]`` factors of each class's term.
+      include_background: ``False`` drops the term of class 0.
       <mask args>
 
     Returns:
@@ -547,9 +876,15 @@ def focal_map(
     References:
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _check_focal_options(gamma, alpha)
+    _check_focal_options(gamma, alpha, class_weights, include_background)
     return _pixel_map(
-        lambda inputs: _focal_terms(inputs, gamma=gamma, alpha=alpha),
+        lambda inputs: _focal_terms(
+            inputs,
+            gamma=gamma,
+            alpha=alpha,
+            class_weights=class_weights,
+            include_background=include_background,
+        ),
         logits,
         labels,
         activation=activation,

@@ -14,15 +14,18 @@ Data contract: ``logits`` ``[B, *spatial, C]`` (``class_axis`` moves C), ``label
 float32 for bf16/f16/f32 logits.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxseg_losses import _checks
-from jaxseg_losses._core import LossDefinition, define_loss
+from jaxseg_losses._core import LossDefinition, define_loss, divide
 from jaxseg_losses._inputs import Inputs
 from jaxseg_losses.stats import (
     OverlapStats,
@@ -39,7 +42,18 @@ _REGION_ARGS = """\
       smooth: added to numerator and denominator of each ratio (default 1).
       log: use ``-ln(ratio)`` instead of ``1 - ratio``.
       class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
-      include_background: ``False`` drops class 0 from the class mean."""
+      include_background: ``False`` drops class 0 from the class mean.
+      classes: ``None`` (every class) or a static list/tuple of class indices: only those
+        classes enter the class mean (after ``include_background``)."""
+
+_ABSENT_ARG = """\
+      absent_classes: what a class absent from the target of the row (a sample, or the batch
+        with ``aggregate="batch"``: :math:`\\sum g_c = 0`) contributes: ``"keep"`` (default) its
+        loss as computed, :math:`1 - s / (\\sum p_c + s)` for Dice, which penalises false
+        positives and is 0 when the class is predicted absent too (MONAI); ``"zero"`` loss 0,
+        still counted in the mean over classes (smp); ``"exclude"`` left out of the mean over
+        classes, and a row with no present class is left out of the mean over rows (as a
+        fully masked sample)."""
 
 _REGION_RETURNS = """\
     Returns:
@@ -51,14 +65,24 @@ _REGION_RETURNS = """\
 def _region_docs(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Writes the options and the return value every region loss shares into its docstring."""
     assert fn.__doc__ is not None
-    fn.__doc__ = fn.__doc__.replace("      <region args>", _REGION_ARGS).replace(
-        "    <region returns>", _REGION_RETURNS
+    fn.__doc__ = (
+        fn.__doc__.replace("      <region args>", _REGION_ARGS)
+        .replace("      <absent arg>", _ABSENT_ARG)
+        .replace("    <region returns>", _REGION_RETURNS)
     )
     return fn
 
 
+ABSENT_CLASSES = ("keep", "zero", "exclude")
+
+
 def _check_region_options(
-    smooth: Any, log: Any, class_weights: Any, include_background: Any
+    smooth: Any,
+    log: Any,
+    class_weights: Any,
+    include_background: Any,
+    classes: Any = None,
+    absent_classes: Any = "keep",
 ) -> None:
     """The options every region loss shares, checked when the loss is defined."""
     _checks.check_nonnegative("smooth", smooth)
@@ -66,6 +90,10 @@ def _check_region_options(
     _checks.check_bool("include_background", include_background)
     if class_weights is not None:
         _checks.check_real("class_weights", class_weights, vector=True)
+    if classes is not None:
+        # The range is checked against the number of classes when the loss is called.
+        _checks.class_indices("classes", classes, 2**31 - 1)
+    _checks.check_choice("absent_classes", absent_classes, ABSENT_CLASSES)
 
 
 def check_can_drop_background(num_classes: int) -> None:
@@ -77,39 +105,109 @@ def check_can_drop_background(num_classes: int) -> None:
         )
 
 
-def class_mean(per_class: jax.Array, *, class_weights: Any, include_background: bool) -> jax.Array:
+def kept_classes(
+    num_classes: int, *, include_background: bool, classes: Any = None
+) -> tuple[int, ...] | None:
+    """The static class indices of the class mean, or ``None`` for all of them."""
+    if classes is None and include_background:
+        return None
+    if not include_background:
+        check_can_drop_background(num_classes)
+    kept = tuple(range(num_classes)) if classes is None else classes
+    kept = _checks.class_indices("classes", kept, num_classes)
+    if not include_background:
+        kept = tuple(c for c in kept if c != 0)
+        if not kept:
+            raise ValueError(
+                f"`classes`={classes!r} with include_background=False leaves no class; keep "
+                "class 0 or name a foreground class."
+            )
+    return kept
+
+
+def class_mean(
+    per_class: jax.Array,
+    *,
+    class_weights: Any,
+    include_background: bool,
+    classes: Any = None,
+    absent_classes: str = "keep",
+    target_sum: jax.Array | None = None,
+) -> jax.Array:
     """Mean over the class axis of ``w_c * loss_c``: ``[..., C] -> [...]``.
 
     Weights multiply each class's loss and the mean runs over the kept classes, as in MONAI's
     ``DiceLoss(weight=...)`` and optax's ``dice_loss(class_weights=...)``; ``include_background``
-    drops class 0 after weighting.
+    and ``classes`` select the classes after weighting; ``absent_classes`` (with the per-class
+    ``target_sum``) decides what a class absent from the target contributes.
     """
     num_classes = per_class.shape[-1]
     if class_weights is not None:
         per_class = per_class * _checks.class_vector(
             "class_weights", class_weights, num_classes, per_class.dtype, rank=per_class.ndim
         )
-    if not include_background:
-        check_can_drop_background(num_classes)
-        per_class = per_class[..., 1:]
-    return jnp.mean(per_class, axis=-1)
+    kept = kept_classes(num_classes, include_background=include_background, classes=classes)
+    if kept is not None:
+        index = np.asarray(kept)
+        per_class = per_class[..., index]
+        if target_sum is not None:
+            target_sum = target_sum[..., index]
+    if absent_classes == "keep":
+        return jnp.mean(per_class, axis=-1)
+    assert target_sum is not None
+    present = target_sum > 0
+    zero = jnp.zeros((), per_class.dtype)
+    # NaN statistics (a label that is no class) must stay loud: NaN > 0 is False.
+    loud = jnp.where(jnp.isnan(target_sum), target_sum, zero)
+    per_class = jnp.where(present, per_class, zero) + loud
+    if absent_classes == "zero":
+        return jnp.mean(per_class, axis=-1)
+    count = jnp.sum(present.astype(per_class.dtype), axis=-1)
+    return divide(jnp.sum(per_class, axis=-1), count)
+
+
+def _target_mass(stats: OverlapStats) -> jax.Array:
+    return stats.tp + stats.fn
 
 
 def overlap_loss(
-    per_class_loss: Callable[[OverlapStats], jax.Array],
+    per_class_loss: Callable[[Any], jax.Array],
     *,
     class_weights: ArrayLike | None,
     include_background: bool,
+    classes: Any = None,
+    absent_classes: str = "keep",
+    sums: Callable[[Inputs], Any] = stats_of,
+    target_mass: Callable[[Any], jax.Array] = _target_mass,
 ) -> LossDefinition:
-    """The description of a region loss: overlap statistics, a per-class loss, the class mean."""
-    return LossDefinition(
-        sums=stats_of,
-        finish=lambda stats: class_mean(
-            per_class_loss(stats),
+    """The description of a region loss: per-class sums (the overlap statistics by default), a
+    per-class loss of them, the class mean; ``target_mass(sums)`` ``[..., C]`` is positive
+    exactly for the classes present in the target."""
+
+    def finish(s: Any) -> jax.Array:
+        return class_mean(
+            per_class_loss(s),
             class_weights=class_weights,
             include_background=include_background,
-        ),
+            classes=classes,
+            absent_classes=absent_classes,
+            target_sum=target_mass(s),
+        )
+
+    def present(s: Any) -> jax.Array:
+        # 1 for a row with a present kept class, 0 without (left out); NaN statistics stay NaN.
+        kept = _kept(target_mass(s), include_background=include_background, classes=classes)
+        return jnp.sign(jnp.sum(kept, axis=-1))
+
+    weight = present if absent_classes == "exclude" else None
+    return LossDefinition(sums=sums, finish=finish, weight=weight)
+
+
+def _kept(target_sum: jax.Array, *, include_background: bool, classes: Any) -> jax.Array:
+    kept = kept_classes(
+        target_sum.shape[-1], include_background=include_background, classes=classes
     )
+    return target_sum if kept is None else target_sum[..., np.asarray(kept)]
 
 
 @define_loss
@@ -120,6 +218,8 @@ def iou_loss(
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
+    classes: tuple[int, ...] | list[int] | None = None,
+    absent_classes: str = "keep",
 ) -> LossDefinition:
     r"""Computes the soft IoU (Jaccard) loss, a differentiable relaxation of 1 − IoU.
 
@@ -135,14 +235,16 @@ def iou_loss(
     and the loss of each class is :math:`1 - \mathrm{IoU}` (or :math:`-\ln \mathrm{IoU}` with
     ``log=True``), averaged over classes (``class_weights`` multiply each term) and samples.
 
-    Peers: smp's ``JaccardLoss(mode, smooth=s, log_loss=log)`` pools the batch and skips classes
-    absent from the target, so it matches ``aggregate="batch"`` on batches where every class is
-    present. MONAI's ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` (default
-    ``squared_pred=False``) computes :math:`1 - (2I + s) / (2U + s)`, which is ``smooth=s / 2``.
+    Peers: smp's ``JaccardLoss(mode, classes=K, smooth=s, log_loss=log)`` pools the batch and
+    zeroes the loss of classes absent from the target: ``aggregate="batch",
+    absent_classes="zero", classes=K``. MONAI's ``DiceLoss(jaccard=True, smooth_nr=s,
+    smooth_dr=s)`` (default ``squared_pred=False``) computes
+    :math:`1 - (2I + s) / (2U + s)`, which is ``smooth=s / 2``.
 
     Args:
       <data args>
       <region args>
+      <absent arg>
       <shared args>
 
     <region returns>
@@ -161,11 +263,13 @@ def iou_loss(
       Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks for Image
       Segmentation", ISVC 2016.
     """
-    _check_region_options(smooth, log, class_weights, include_background)
+    _check_region_options(smooth, log, class_weights, include_background, classes, absent_classes)
     return overlap_loss(
         lambda stats: iou_from_stats(stats, smooth=smooth, log=log),
         class_weights=class_weights,
         include_background=include_background,
+        classes=classes,
+        absent_classes=absent_classes,
     )
 
 
@@ -178,6 +282,8 @@ def dice_loss(
     squared_pred: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
+    classes: tuple[int, ...] | list[int] | None = None,
+    absent_classes: str = "keep",
 ) -> LossDefinition:
     r"""Computes the soft Dice loss (V-Net), 1 − the soft Dice coefficient per class.
 
@@ -201,14 +307,15 @@ def dice_loss(
     intersection is :math:`\sum p g`, this library's :math:`\sum \min(p, g)`; equal for hard
     targets); its ``reduction="sum"`` also sums over classes); optax
     ``dice_loss(logits, one_hot, smooth=s)`` is the Tversky form with :math:`\alpha = \beta =
-    1/2`, so it equals ``smooth=2 * s`` with ``reduction="none"``; smp ``DiceLoss`` pools the
-    batch and skips classes absent from the target (``aggregate="batch"`` when every class is
-    present).
+    1/2`, so it equals ``smooth=2 * s`` with ``reduction="none"``; smp ``DiceLoss(mode, classes=K,
+    smooth=s)`` pools the batch and zeroes the loss of classes absent from the target:
+    ``aggregate="batch", absent_classes="zero", classes=K, smooth=s``.
 
     Args:
       <data args>
       squared_pred: use :math:`\sum p^2 + \sum g^2` as the denominator (V-Net, MONAI).
       <region args>
+      <absent arg>
       <shared args>
 
     <region returns>
@@ -227,28 +334,27 @@ def dice_loss(
       Milletari, Navab & Ahmadi, "V-Net: Fully Convolutional Neural Networks for Volumetric
       Medical Image Segmentation", 3DV 2016.
     """
-    _check_region_options(smooth, log, class_weights, include_background)
+    _check_region_options(smooth, log, class_weights, include_background, classes, absent_classes)
     _checks.check_bool("squared_pred", squared_pred)
+    options: dict[str, Any] = dict(
+        class_weights=class_weights,
+        include_background=include_background,
+        classes=classes,
+        absent_classes=absent_classes,
+    )
     if not squared_pred:
-        return overlap_loss(
-            lambda stats: dice_from_stats(stats, smooth=smooth, log=log),
-            class_weights=class_weights,
-            include_background=include_background,
-        )
+        return overlap_loss(lambda stats: dice_from_stats(stats, smooth=smooth, log=log), **options)
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:
         pred_sq, target_sq = inputs.squared_sums()
         return {"tp": inputs.overlap_sums()[0], "pred_sq": pred_sq, "target_sq": target_sq}
 
-    def finish(s: dict[str, jax.Array]) -> jax.Array:
+    def per_class(s: dict[str, jax.Array]) -> jax.Array:
         score = safe_ratio(2.0 * s["tp"] + smooth, s["pred_sq"] + s["target_sq"] + smooth)
-        return class_mean(
-            score_to_loss(score, log=log),
-            class_weights=class_weights,
-            include_background=include_background,
-        )
+        return score_to_loss(score, log=log)
 
-    return LossDefinition(sums=sums, finish=finish)
+    # Σg² > 0 exactly where Σg > 0: the squared target sums tell the present classes.
+    return overlap_loss(per_class, sums=sums, target_mass=lambda s: s["target_sq"], **options)
 
 
 @define_loss
@@ -262,6 +368,8 @@ def tversky_loss(
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
+    classes: tuple[int, ...] | list[int] | None = None,
+    absent_classes: str = "keep",
 ) -> LossDefinition:
     r"""Computes the Tversky loss, or the focal Tversky loss with ``gamma != 1``.
 
@@ -281,7 +389,8 @@ def tversky_loss(
 
     Peers: MONAI ``TverskyLoss(alpha, beta, smooth_nr=s, smooth_dr=s)`` equals ``gamma=1`` and
     ``smooth=s``; optax ``dice_loss(alpha=a, beta=b, smooth=s)`` equals ``reduction="none"``;
-    smp ``TverskyLoss(alpha, beta)`` pools the batch like ``aggregate="batch"``, but its
+    smp ``TverskyLoss(alpha, beta)`` pools the batch like ``aggregate="batch",
+    absent_classes="zero"``, but its
     ``gamma`` raises the mean over classes rather than each class's loss (equal for
     ``gamma=1``).
 
@@ -291,6 +400,7 @@ def tversky_loss(
       beta: weight of false negatives (non-negative, default 0.5).
       gamma: focal exponent of each class's loss (non-negative, default 1).
       <region args>
+      <absent arg>
       <shared args>
 
     <region returns>
@@ -310,13 +420,15 @@ def tversky_loss(
     """
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         _checks.check_nonnegative(name, value)
-    _check_region_options(smooth, log, class_weights, include_background)
+    _check_region_options(smooth, log, class_weights, include_background, classes, absent_classes)
     return overlap_loss(
         lambda stats: tversky_from_stats(
             stats, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, log=log
         ),
         class_weights=class_weights,
         include_background=include_background,
+        classes=classes,
+        absent_classes=absent_classes,
     )
 
 
@@ -349,6 +461,7 @@ def generalized_dice_from_stats(
     log: bool,
     class_weights: ArrayLike | None,
     include_background: bool,
+    classes: Any = None,
 ) -> jax.Array:
     """Generalized Dice loss ``[...]`` from statistics ``[..., C]`` (classes combined).
 
@@ -362,10 +475,11 @@ def generalized_dice_from_stats(
         factors = _checks.class_vector(
             "class_weights", class_weights, num_classes, tp.dtype, rank=2
         )
-    if not include_background:
-        check_can_drop_background(num_classes)
+    kept = kept_classes(num_classes, include_background=include_background, classes=classes)
+    if kept is not None:
+        index = np.asarray(kept)
         tp, pred_sum, target_sum, factors = (
-            x[..., 1:] for x in (tp, pred_sum, target_sum, factors)
+            x[..., index] for x in (tp, pred_sum, target_sum, factors)
         )
     weights = factors * generalized_dice_weights(target_sum, weight_type)
     numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
@@ -382,6 +496,7 @@ def generalized_dice_loss(
     log: bool = False,
     class_weights: ArrayLike | None = None,
     include_background: bool = True,
+    classes: tuple[int, ...] | list[int] | None = None,
 ) -> LossDefinition:
     r"""Computes the generalized Dice loss of Sudre et al., robust to class imbalance.
 
@@ -422,7 +537,7 @@ def generalized_dice_loss(
       loss function for highly unbalanced segmentations", DLMIA 2017.
     """
     _checks.check_choice("weight_type", weight_type, GENERALIZED_DICE_WEIGHTS)
-    _check_region_options(smooth, log, class_weights, include_background)
+    _check_region_options(smooth, log, class_weights, include_background, classes)
 
     return LossDefinition(
         sums=stats_of,
@@ -433,6 +548,7 @@ def generalized_dice_loss(
             log=log,
             class_weights=class_weights,
             include_background=include_background,
+            classes=classes,
         ),
     )
 

@@ -22,6 +22,8 @@ statistics, not the losses, are what must be added across micro-batches (``stats
 and devices (``axis_name``); :class:`OverlapStats` is a pytree made for that.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 from typing import Any

@@ -33,6 +33,8 @@ References:
   8(19), 2012.
 """
 
+from __future__ import annotations
+
 import numbers
 from collections.abc import Callable
 from typing import Any

@@ -433,8 +433,8 @@ def test_combine_errors():
         jsl.combine({"ce": "heavy"})
     with pytest.raises(TypeError, match="The weight of term 'ce' must be a number"):
         jsl.combine({"ce": ("1", jsl.cross_entropy_loss)})
-    with pytest.raises(ValueError, match="Unknown loss 'bce'"):
-        jsl.combine({"bce": 1.0})
+    with pytest.raises(ValueError, match="Unknown loss 'bcel'"):
+        jsl.combine({"bcel": 1.0})
     with pytest.raises(ValueError, match="`activation` must be one of"):
         jsl.combine("ce", activation="relu")
     with pytest.raises(ValueError, match="`reduction` must be one of"):

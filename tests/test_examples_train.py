@@ -210,7 +210,7 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     result = main.main(
         [
             *"--dataset shapes --image-size 16 --num-train 8 --num-val 4 --batch-size 4".split(),
-            *"--steps 2 --eval-every 1 --loss ce:1,iou:0.5 --no-progress".split(),
+            *"--steps 2 --eval-every 1 --loss ce:1,iou:0.5 --no-progress --hd95".split(),
             *("--out", str(out)),
         ]
     )
@@ -225,6 +225,42 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "validation mean IoU" in printed and "| **mean** |" in printed
     assert "(foreground " in printed and "per-case mean Dice" in printed
+    # --no-progress: one line per evaluation, never a NaN.
+    assert "step 1/2: loss " in printed and "step 2/2: loss " in printed
+    assert "nan" not in printed.split("| class |")[0]
+    # --hd95: a column of the table and an entry of the summary per foreground class.
+    assert "| class | IoU | Dice | HD95 (px) |" in printed
+    assert list(summary["hd95"]) == list(result.datasets.class_names[1:])
+    assert result.metrics["hd95"].shape == (result.datasets.num_classes - 1,)
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--steps", "800"),
+        ("--batch-size", "16"),
+        ("--lr", "0.003"),
+        ("--loss", "ce+dice"),
+        ("--warmup-steps", "steps // 8"),
+        ("--eval-every", "steps // 8"),
+        ("--out", "outputs"),
+    ]:
+        after = text.split(f"{option} ", 2)[-1]
+        assert f"(default: {default}" in after.split(" --")[0], (option, after[:200])
+
+
+def test_warmup_and_evaluation_scale_with_steps():
+    assert (train.TrainConfig().warmup, train.TrainConfig().evaluation_interval) == (100, 100)
+    short = train.TrainConfig(steps=100)
+    assert (short.warmup, short.evaluation_interval) == (12, 12)
+    explicit = train.TrainConfig(steps=100, warmup_steps=5, eval_every=50)
+    assert (explicit.warmup, explicit.evaluation_interval) == (5, 50)
+    assert (
+        train.TrainConfig(steps=2).warmup == 1
+        and train.TrainConfig(steps=2).evaluation_interval == 1
+    )
 
 
 def test_linen_train_state_example_decreases_the_loss():
@@ -239,3 +275,31 @@ def test_linen_train_state_example_decreases_the_loss():
     assert losses.shape == (12,) and np.all(np.isfinite(losses))
     assert losses[-3:].mean() < losses[:3].mean(), losses
     assert 0.0 <= history["mean_iou"] <= 1.0
+
+
+def test_deep_supervision_flag_trains_the_auxiliary_heads():
+    from flax import nnx
+
+    config, _ = main.parse_args(["--deep-supervision", "--loss", "ce+dice"])
+    assert config.deep_supervision
+    config = train.TrainConfig(deep_supervision=True, features=(4, 8, 16), batch_size=2)
+    assert isinstance(train.make_loss_fn(config), jsl.DeepSupervisionLoss)
+    model = train.UNet(1, 3, features=config.features, deep_supervision=True, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 16, 16, 1)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 16, 16)).astype(np.int32)
+    # MONAI's weights reach the coarse head (nnU-Net's give the coarsest level weight 0).
+    loss_fn = jsl.deep_supervision(jsl.combine("ce+dice"), weights="exp")
+
+    @nnx.jit
+    def step(model):
+        def compute(model):
+            return loss_fn(model(images, all_levels=True), labels)
+
+        return nnx.value_and_grad(compute, has_aux=True)(model)
+
+    (total, parts), grads = step(model)
+    assert [o.shape for o in model(images, all_levels=True)] == [(2, 16, 16, 3), (2, 8, 8, 3)]
+    assert {"level0", "level1", "level1/dice"} <= set(parts)
+    assert np.isclose(float(total), float(parts["level0"]) + 0.5 * float(parts["level1"]))
+    assert np.abs(np.asarray(grads["aux_heads"][0]["kernel"][...])).sum() > 0

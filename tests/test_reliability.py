@@ -14,8 +14,8 @@ The rules (docs/bad_input.md):
 
 Every case list below holds every loss, ``combine``, the ready-made pairs and
 ``accumulate.value_and_grad``: a new loss is covered by adding it to ``CASES``. The rules that
-touch the fused kernels run with both ways of picking a label's entry (the CPU "segments" and the
-GPU/TPU "select" strategy).
+touch the fused kernels run every case with the CPU's way of picking a label's entry
+("segments") and each way a loss reads the kernels also with the GPU/TPU's ("select").
 """
 
 import dataclasses
@@ -77,6 +77,22 @@ def _combined(terms, **options):
     return call
 
 
+def _deep_supervised(terms):
+    """Deep supervision of a combination over the logits and a half-resolution copy of them.
+
+    The copy reads the pixels that nearest-exact resizing reads from the labels and the mask
+    (rows 0, 2, 4 of 5, columns 1, 3 of 4), so that a poisoned logit sits on an excluded pixel
+    at every level.
+    """
+
+    def call(x, y, *, mask, ignore_index, reduction):
+        inner = jsl.combine(terms, ignore_index=ignore_index, reduction=reduction)
+        loss_fn = jsl.deep_supervision(inner, weights="two")
+        return loss_fn([x, x[:, ::2, 1::2]], y, mask=mask)[0]
+
+    return call
+
+
 def _accumulated(loss, x, y, mask):
     """``accumulate.value_and_grad`` with the logits as a per-pixel offset of a tiny model.
 
@@ -95,7 +111,7 @@ def _accumulated(loss, x, y, mask):
 
 
 WEIGHTS = np.array([0.5, 1.0, 2.0, 1.5], np.float32)
-EVERY_TERM = "ce+dice+log_iou+focal+tversky+gdl+lovasz"
+EVERY_TERM = "ce+dice+log_iou+focal+tversky+gdl+lovasz+poly+topk"
 
 CASES = [
     Case("iou", False, _library(jsl.iou_loss)),
@@ -118,6 +134,29 @@ CASES = [
         _library(P(jsl.lovasz_softmax_loss, aggregate="batch")),
         batch_pooled=True,
     ),
+    Case("topk", False, _library(P(jsl.topk_cross_entropy_loss, k=20.0, class_weights=WEIGHTS))),
+    Case(
+        "topk_batch",
+        False,
+        _library(P(jsl.topk_cross_entropy_loss, aggregate="batch")),
+        batch_pooled=True,
+    ),
+    Case(
+        "poly_weighted_smoothed",
+        False,
+        _library(P(jsl.poly_cross_entropy_loss, class_weights=WEIGHTS, label_smoothing=0.1)),
+    ),
+    Case(
+        "focal_weighted_foreground",
+        False,
+        _library(P(jsl.focal_loss, class_weights=WEIGHTS, include_background=False)),
+    ),
+    Case(
+        "dice_absent_excluded_subset",
+        False,
+        _library(P(jsl.dice_loss, absent_classes="exclude", classes=(0, 2, 3))),
+    ),
+    Case("deep_supervision", False, _deep_supervised("ce+dice")),
     Case("dice_ce", False, _library(jsl.dice_ce_loss)),
     Case("dice_focal", False, _library(jsl.dice_focal_loss)),
     Case("iou_ce", False, _library(jsl.iou_ce_loss)),
@@ -159,36 +198,44 @@ CASES = [
         _library(P(jsl.cross_entropy_loss, activation="sigmoid", pos_weight=2.0)),
     ),
     Case("focal_sigmoid", True, _library(P(jsl.focal_loss, activation="sigmoid"))),
+    Case(
+        "poly_sigmoid",
+        True,
+        _library(P(jsl.poly_cross_entropy_loss, activation="sigmoid", epsilon=-1.0)),
+    ),
     Case("lovasz_hinge", True, _library(jsl.lovasz_hinge_loss)),
     Case("combine_binary", True, _combined("ce+dice+lovasz_hinge", activation="sigmoid")),
     Case("combine_spatial_binary", True, _combined("mcc+hausdorff", activation="sigmoid")),
 ]
 IDS = [case.name for case in CASES]
-# Cases whose losses read the fused kernels only through probabilities(), i.e. the row
-# log-sum-exp, which both strategies compute alike (softmax), or not at all (sigmoid): the
-# strategies differ only in how the label's entry is picked, which these losses never read, and
-# their compile time is the suite's largest. They run rules 1 and 2 with one strategy. (The MCC
-# term of accumulate_spatial_batch does read class sums: they are covered in both strategies by
-# the "mcc" and "accumulate_ce_batch_dice" cases.)
-ONE_STRATEGY = {
-    "boundary",
-    "hausdorff_dt",
-    "cldice",
-    "accumulate_spatial_batch",
-    "combine_spatial_binary",
+# The two strategies differ only inside the kernels of the shared statistics; every loss reads
+# those statistics through the same `Inputs`, so each way a loss reads them (CE's label log-sum-
+# exp, the per-class sums, the label's log-probability, the dense probabilities, per-pixel CE
+# maps, all at once, micro-batched, resized) runs both, and every other case the CPU's.
+SELECT_CASES = {
+    "ce",
+    "dice",
+    "focal",
+    "lovasz",
+    "topk",
+    "combine_every_term",
+    "accumulate_ce_batch_dice",
+    "deep_supervision",
 }
+assert SELECT_CASES <= set(IDS), SELECT_CASES - set(IDS)
+STRATEGY_CASES = [
+    pytest.param(case, strategy, id=f"{case.name}-{strategy}")
+    for case in CASES
+    for strategy in ("segments", "select")
+    if strategy == "segments" or case.name in SELECT_CASES
+]
 
 
-def skip_second_strategy(case, strategy):
-    if strategy == "select" and case.name in ONE_STRATEGY:
-        pytest.skip("reads no label entry of the fused kernels; see ONE_STRATEGY")
-
-
-@pytest.fixture(params=["segments", "select"])
-def strategy(request, monkeypatch):
-    """Both ways the fused kernels pick a label's entry (CPU's, GPU's and TPU's)."""
-    monkeypatch.setattr(_fused, "STRATEGY", request.param)
-    return request.param
+@pytest.fixture
+def use_strategy(monkeypatch):
+    """Sets the way the fused kernels pick a label's entry (CPU's "segments", GPU/TPU's
+    "select") for one test."""
+    return lambda strategy: monkeypatch.setattr(_fused, "STRATEGY", strategy)
 
 
 def make_data(case: Case, seed: int = 0):
@@ -217,9 +264,9 @@ def assert_close(actual, expected, *, rtol=2e-5, atol=1e-6, err_msg=""):
 # Rule 1: a label that is neither a class nor ignore_index makes value and gradient NaN.
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_a_label_that_is_no_class_is_loud(case, strategy):
-    skip_second_strategy(case, strategy)
+@pytest.mark.parametrize(("case", "strategy"), STRATEGY_CASES)
+def test_a_label_that_is_no_class_is_loud(case, strategy, use_strategy):
+    use_strategy(strategy)
     logits, labels, _ = make_data(case, 1)
     bad_values = (2, 255, -1) if case.binary else (-1, C, 255, -C)
 
@@ -245,9 +292,9 @@ def test_a_label_that_is_no_class_is_loud(case, strategy):
 # Rule 2: masked and ignored pixels are inert, whatever their logits.
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_masked_and_ignored_pixels_are_inert(case, strategy):
-    skip_second_strategy(case, strategy)
+@pytest.mark.parametrize(("case", "strategy"), STRATEGY_CASES)
+def test_masked_and_ignored_pixels_are_inert(case, strategy, use_strategy):
+    use_strategy(strategy)
     logits, labels, mask = make_data(case, 2)
     mask[0, 0, :] = 0.0  # masked pixels
     labels[1, 2, 1:] = 255  # ignored pixels
@@ -367,6 +414,12 @@ BAD_OPTIONS = [
     (jsl.focal_loss, {"alpha": [0.5, 1.2, 0, 0]}, ValueError, r"`alpha` .* \[0, 1\]"),
     (jsl.focal_loss, {"alpha": [0.5, 0.5]}, ValueError, r"`alpha` must have shape \(4,\)"),
     (jsl.lovasz_softmax_loss, {"classes": "some"}, ValueError, r"`classes` must be"),
+    (jsl.dice_loss, {"classes": "some"}, TypeError, r"`classes` must be a list or tuple"),
+    (jsl.iou_loss, {"absent_classes": None}, ValueError, r"`absent_classes` must be one of"),
+    (jsl.focal_loss, {"class_weights": [1, -1.0, 1, 1]}, ValueError, r"`class_weights`"),
+    (jsl.focal_loss, {"include_background": 0}, TypeError, r"`include_background` must be"),
+    (jsl.poly_cross_entropy_loss, {"epsilon": "1"}, TypeError, r"`epsilon` must be a real"),
+    (jsl.topk_cross_entropy_loss, {"k": 101}, ValueError, r"`k` must be a percentage"),
     (jsl.dice_loss, {"reduction": "avg"}, ValueError, r"`reduction` must be one of"),
     (jsl.dice_loss, {"aggregate": True}, ValueError, r"`aggregate` must be one of"),
     (jsl.focal_loss, {"activation": "relu"}, ValueError, r"`activation` must be one of"),

@@ -249,6 +249,29 @@ def test_properties(euclidean_2d):
     assert np.any((nsd[finite] > 0) & (nsd[finite] < 1))
 
 
+def test_streamed_into_a_per_image_accumulator(data_2d, euclidean_2d):
+    """HD and NSD of the batch folded in two pieces into an accumulator of the foreground classes
+    give the means over all images of the reference's values (NaN left out, inf kept)."""
+    predictions, labels, spacing, _ = data_2d
+    p_hot, g_hot = ref.one_hot(predictions, 4), ref.one_hot(labels, 4)
+    expected = {
+        "hd": ref.hausdorff_distance(p_hot, g_hot, spacing=spacing, distance_metric="euclidean"),
+        "nsd": np.asarray(euclidean_2d["nsd"]),
+    }
+    acc = metrics.PerImageAccumulator.empty(("hd", "nsd"), 4, include_background=False)
+    for piece in (slice(0, 4), slice(4, None)):
+        acc = acc.update({name: euclidean_2d[name][piece] for name in ("hd", "nsd")})
+    assert int(acc.images) == len(predictions)
+    per_class = acc.compute(reduction="mean_batch")
+    for name, values in expected.items():
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_allclose(
+                per_class[name], np.nanmean(values, axis=0), rtol=1e-5, err_msg=name
+            )
+    with pytest.raises(ValueError, match=r"\[B, 4\] per-image values or \[B, 3\]"):
+        acc.update({"hd": np.zeros((2, 2)), "nsd": np.zeros((2, 3))})
+
+
 def test_empty_cases_follow_monai(euclidean_2d):
     """Image 0: class 1 absent from the prediction, class 2 from the labels, class 3 from both
     (columns are classes 1, 2, 3: the background is dropped)."""

@@ -18,25 +18,59 @@ import train
 import jaxseg_losses as jsl
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and ("default" in action.help or action.default is None):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argparse.Namespace]:
     """Parses the command line into a :class:`train.TrainConfig` and the output options."""
     defaults = train.TrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=train.DATASETS, default=defaults.dataset)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=_HelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", choices=train.DATASETS, default=defaults.dataset, help="training data"
+    )
     parser.add_argument(
         "--loss",
         default=defaults.loss,
         help="weighted terms, e.g. 'ce+dice' or 'ce:1,iou:0.5'; names: "
         + ", ".join(jsl.registered_losses()),
     )
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="images per step"
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=defaults.warmup_steps,
+        help="linear warm-up steps before the cosine decay (default: steps // 8)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="data, initial weights, batch order"
+    )
     parser.add_argument("--bf16", action="store_true", help="bf16 compute, float32 parameters")
-    parser.add_argument("--num-train", type=int, default=defaults.num_train)
-    parser.add_argument("--num-val", type=int, default=defaults.num_val)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--num-train", type=int, default=defaults.num_train, help="training images")
+    parser.add_argument("--num-val", type=int, default=defaults.num_val, help="validation images")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=defaults.eval_every,
+        help="steps between validation passes (default: steps // 8; the last step always)",
+    )
+    parser.add_argument(
+        "--hd95",
+        action="store_true",
+        help="also report the per-class 95th-percentile Hausdorff distance on the "
+        "validation set (jsl.metrics.hausdorff_distance, in pixels)",
+    )
     parser.add_argument(
         "--foreground-fraction",
         type=float,
@@ -46,7 +80,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
     parser.add_argument(
         "--data-root", default=None, help="folder dataset: root with images/, masks/"
     )
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=defaults.image_size,
+        help="canvas side in pixels (shapes and folder datasets)",
+    )
     parser.add_argument(
         "--data-parallel",
         action="store_true",
@@ -59,8 +98,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
         help="region terms pool the batch (aggregate='batch', exact under data parallelism); "
         "--no-batch-dice computes them per image",
     )
+    parser.add_argument(
+        "--deep-supervision",
+        action="store_true",
+        help="auxiliary heads at the coarser decoder levels, trained with jsl.deep_supervision",
+    )
     parser.add_argument("--out", default="outputs", help="folder for plots and summary.json")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: print a line per evaluation instead",
+    )
     args = parser.parse_args(argv)
     try:
         jsl.parse_loss_spec(args.loss)
@@ -72,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup_steps=args.warmup_steps,
         seed=args.seed,
         bf16=args.bf16,
         num_train=args.num_train,
@@ -82,6 +131,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[train.TrainConfig, argpar
         image_size=args.image_size,
         data_parallel=args.data_parallel,
         batch_dice=args.batch_dice,
+        hd95=args.hd95,
+        deep_supervision=args.deep_supervision,
     )
     return config, args
 

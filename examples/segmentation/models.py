@@ -21,6 +21,7 @@ a sharded batch BatchNorm's statistics cover the whole global batch.
 
 import itertools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -109,10 +110,15 @@ class UNet(nnx.Module):
       dtype: computation dtype; ``jnp.bfloat16`` runs the convolutions in bf16 (faster on TPU
         and recent GPUs, no faster on CPU) and returns bf16 logits.
       param_dtype: dtype of the parameters, float32 so optimizer updates keep full precision.
+      deep_supervision: add a 1x1 head to every coarser decoder level (nnU-Net's deep
+        supervision), read by ``model(images, all_levels=True)``.
       rngs: initialises the parameters.
 
     Call: ``model(images)`` with ``images`` float ``[B, H, W, in_channels]``, ``H`` and ``W``
     divisible by ``2 ** (len(features) - 1)``; returns logits ``[B, H, W, C]`` in ``dtype``.
+    With ``deep_supervision``, ``model(images, all_levels=True)`` returns the list of logits of
+    every decoder level, full resolution first (``[B, H / 2^l, W / 2^l, C]``), for
+    ``jsl.deep_supervision``.
     """
 
     def __init__(
@@ -124,6 +130,7 @@ class UNet(nnx.Module):
         norm: str = "batch",
         dtype: jnp.dtype = jnp.float32,
         param_dtype: jnp.dtype = jnp.float32,
+        deep_supervision: bool = False,
         rngs: nnx.Rngs,
     ):
         if len(features) < 1:
@@ -151,8 +158,15 @@ class UNet(nnx.Module):
             [ConvBlock(2 * fine, fine, norm=norm, **options) for fine in coarse_to_fine[1:]]
         )
         self.head = nnx.Conv(features[0], num_classes, (1, 1), **conv_options)
+        # Heads of the decoder levels coarser than the finest, coarse to fine.
+        self.aux_heads = nnx.List(
+            [
+                nnx.Conv(fine, num_classes, (1, 1), **conv_options)
+                for fine in (coarse_to_fine[1:-1] if deep_supervision else [])
+            ]
+        )
 
-    def __call__(self, images: jax.Array) -> jax.Array:
+    def __call__(self, images: jax.Array, *, all_levels: bool = False) -> Any:
         factor = 2 ** (len(self.features) - 1)
         if images.ndim != 4 or images.shape[1] % factor or images.shape[2] % factor:
             raise ValueError(
@@ -166,6 +180,12 @@ class UNet(nnx.Module):
             if level < len(self.down) - 1:
                 skips.append(x)
                 x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+        coarse_levels = []
         for upsample, block, skip in zip(self.upsample, self.up, reversed(skips), strict=True):
             x = block(jnp.concatenate([upsample(x), skip], axis=-1))
-        return self.head(x)
+            coarse_levels.append(x)
+        logits = self.head(x)
+        if not all_levels:
+            return logits
+        aux = [head(level) for head, level in zip(self.aux_heads, coarse_levels[:-1], strict=True)]
+        return [logits, *reversed(aux)]

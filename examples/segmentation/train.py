@@ -44,13 +44,15 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    warmup_steps: int = 100
+    # None: a fraction of the run (see `warmup` and `evaluation_interval`), so a short run
+    # leaves its warm-up and still draws a validation curve; 100 and 100 for the default 800.
+    warmup_steps: int | None = None
     seed: int = 0
     bf16: bool = False
     features: tuple[int, ...] = (16, 32, 64)
     num_train: int = 4000
     num_val: int = 256
-    eval_every: int = 100
+    eval_every: int | None = None
     foreground_fraction: float = 0.01
     data_root: str | None = None
     image_size: int = 64
@@ -58,6 +60,22 @@ class TrainConfig:
     # Region terms pool the batch (nnU-Net's batch Dice). Per-image Dice/IoU averaged over 11
     # classes, most absent from any one image, stayed at mIoU <= 0.10 for 1500 steps on digits.
     batch_dice: bool = True
+    # Also the per-class 95th-percentile Hausdorff distance on the validation set (pixels).
+    hd95: bool = False
+    # Auxiliary heads at the coarser decoder levels, trained with jsl.deep_supervision.
+    deep_supervision: bool = False
+
+    @property
+    def warmup(self) -> int:
+        """Linear warm-up steps: ``warmup_steps``, or an eighth of the run."""
+        steps = self.warmup_steps if self.warmup_steps is not None else self.steps // 8
+        return max(1, min(steps, self.steps - 1))
+
+    @property
+    def evaluation_interval(self) -> int:
+        """Steps between validation passes: ``eval_every``, or an eighth of the run."""
+        every = self.eval_every if self.eval_every is not None else self.steps // 8
+        return max(1, every)
 
 
 @dataclasses.dataclass
@@ -113,7 +131,11 @@ def make_loss_fn(config: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str
     terms = jsl.parse_loss_spec(config.loss)
     if config.batch_dice:
         terms = {name: (weight, _batch_aggregated(fn)) for name, (weight, fn) in terms.items()}
-    return jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
+    loss_fn = jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
+    if config.deep_supervision:
+        # nnU-Net's weights: 1/2^l, the coarsest level 0, normalised to sum 1.
+        return jsl.deep_supervision(loss_fn, weights="nnunet")
+    return loss_fn
 
 
 def _batch_aggregated(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -129,6 +151,7 @@ def create_model(config: TrainConfig, datasets: Datasets) -> UNet:
         datasets.num_classes,
         features=config.features,
         dtype=jnp.bfloat16 if config.bf16 else jnp.float32,
+        deep_supervision=config.deep_supervision,
         rngs=nnx.Rngs(config.seed),
     )
 
@@ -138,7 +161,7 @@ def create_optimizer(config: TrainConfig, model: UNet) -> nnx.Optimizer:
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=config.lr,
-        warmup_steps=min(config.warmup_steps, max(config.steps - 1, 1)),
+        warmup_steps=config.warmup,
         decay_steps=max(config.steps, 2),
         end_value=config.lr * 0.01,
     )
@@ -153,7 +176,8 @@ def train_step(
     """One optimisation step; returns the total loss and each term's value."""
 
     def compute_loss(model: UNet) -> tuple[jax.Array, dict[str, jax.Array]]:
-        return loss_fn(model(images), labels)
+        all_levels = isinstance(loss_fn, jsl.DeepSupervisionLoss)
+        return loss_fn(model(images, all_levels=all_levels), labels)
 
     (total, parts), grads = nnx.value_and_grad(compute_loss, has_aux=True)(model)
     optimizer.update(model, grads)
@@ -176,14 +200,24 @@ def eval_step(model: UNet, accumulators: Accumulators, images, labels) -> Accumu
 
 
 def evaluate(
-    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
+    model: UNet,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    *,
+    hd95: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode).
 
     Pooled over all pixels: ``iou``, ``dice`` (per class), ``mean_iou``, ``mean_dice``,
     ``foreground_mean_iou`` (classes 1.., the background left out), ``pixel_accuracy``, ...;
     per image: ``case_mean_dice``, the mean over images of each image's mean Dice over the
-    foreground classes present in its ground truth.
+    foreground classes present in its ground truth. With ``hd95``, also ``hd95`` ``[C - 1]``:
+    per foreground class, the mean over the images where both the ground truth and the
+    prediction contain the class of the 95th-percentile Hausdorff distance (pixels), and
+    ``hd95_one_sided`` ``[C - 1]``: the number of images where only one of them does (an
+    infinite distance, left out of the mean).
     """
     model.eval()
     accumulators = (
@@ -199,7 +233,36 @@ def evaluate(
     results = dict(pooled.compute())
     results["foreground_mean_iou"] = jsl.metrics.mean_iou(pooled.matrix, include_background=False)
     results["case_mean_dice"] = per_image.compute(reduction="mean")["dice"]
+    if hd95:
+        results.update(hausdorff_95(model, images, labels, num_classes, batch_size))
     return {name: np.asarray(value) for name, value in results.items()}
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _hd95_batch(predictions: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    # Ignored pixels take the predicted class: they add no boundary to either side.
+    labels = jnp.where(labels == data.IGNORE_INDEX, predictions, labels)
+    return jsl.metrics.hausdorff_distance(
+        predictions, labels, num_classes=num_classes, percentile=95
+    )  # [B, C - 1]: background left out
+
+
+def hausdorff_95(
+    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
+) -> dict[str, np.ndarray]:
+    """Per-class HD95 of the arg-max predictions on a labelled set (see :func:`evaluate`)."""
+    distances = []
+    for batch_images, batch_labels in data.iterate_batches(
+        images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
+    ):
+        predictions = predict(model, batch_images)
+        distances.append(np.asarray(_hd95_batch(predictions, batch_labels, num_classes)))
+    values = np.concatenate(distances)  # NaN: class in neither; inf: in only one of the two
+    finite = np.isfinite(values)
+    sums = np.where(finite, values, 0.0).sum(axis=0)
+    counts = finite.sum(axis=0)
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return {"hd95": mean, "hd95_one_sided": np.isinf(values).sum(axis=0)}
 
 
 @nnx.jit
@@ -275,7 +338,8 @@ def train(
     )
     history = History()
     bar = tqdm(range(1, config.steps + 1), disable=not progress, desc="train", unit="step")
-    miou = float("nan")
+    postfix: dict[str, str] = {}  # the validation mIoU appears after the first evaluation
+    metrics: dict[str, np.ndarray] = {}
     for step in bar:
         images, labels = place(next(batches))
         total, parts = train_step(model, optimizer, images, labels, loss_fn)
@@ -283,33 +347,70 @@ def train(
             history.steps.append(step)
             for name, value in {"total": total, **parts}.items():
                 history.losses.setdefault(name, []).append(float(value))
-            bar.set_postfix(loss=f"{float(total):.4f}", val_miou=f"{miou:.3f}")
-        if step % config.eval_every == 0 or step == config.steps:
+            postfix["loss"] = f"{float(total):.4f}"
+            bar.set_postfix(postfix)
+        # The last step is always evaluated: those are the run's final metrics.
+        if step % config.evaluation_interval == 0 or step == config.steps:
+            final = step == config.steps
             metrics = evaluate(
-                model, datasets.val_images, datasets.val_labels, datasets.num_classes, 64
+                model,
+                datasets.val_images,
+                datasets.val_labels,
+                datasets.num_classes,
+                64,
+                hd95=config.hd95 and final,
             )
             miou = float(metrics["mean_iou"])
             history.eval_steps.append(step)
             history.val_miou.append(miou)
-            bar.set_postfix(loss=f"{float(total):.4f}", val_miou=f"{miou:.3f}")
-    metrics = evaluate(model, datasets.val_images, datasets.val_labels, datasets.num_classes, 64)
+            postfix["val_miou"] = f"{miou:.3f}"
+            bar.set_postfix(postfix)
+            if not progress:
+                print(
+                    f"step {step}/{config.steps}: loss {float(total):.4f}, "
+                    f"validation mIoU {miou:.3f}",
+                    flush=True,
+                )
     return Result(config, model, datasets, history, metrics, time.perf_counter() - start)
 
 
 def metrics_table(result: Result) -> str:
     """A per-class IoU / Dice table (markdown) of the final validation metrics, with the pooled
     means (all classes, foreground) and the per-case mean Dice."""
-    lines = ["| class | IoU | Dice |", "| --- | --- | --- |"]
-    for name, iou, dice in zip(
-        result.datasets.class_names, result.metrics["iou"], result.metrics["dice"], strict=True
-    ):
-        lines.append(f"| {name} | {iou:.3f} | {dice:.3f} |")
     metrics = result.metrics
+    hd95 = "hd95" in metrics
+    if hd95:
+        lines = ["| class | IoU | Dice | HD95 (px) |", "| --- | --- | --- | --- |"]
+        # The background has no HD95 (it is left out, as in MONAI's default).
+        distances = ["", *(_distance_cell(d, n) for d, n in zip(*_hd95(metrics), strict=True))]
+    else:
+        lines = ["| class | IoU | Dice |", "| --- | --- | --- |"]
+        distances = []
+    extra = lambda row: f" {distances[row]} |" if hd95 else ""  # noqa: E731
+    for row, (name, iou, dice) in enumerate(
+        zip(result.datasets.class_names, metrics["iou"], metrics["dice"], strict=True)
+    ):
+        lines.append(f"| {name} | {iou:.3f} | {dice:.3f} |{extra(row)}")
+    blank = " |" if hd95 else ""
     mean_iou, mean_dice = metrics["mean_iou"], metrics["mean_dice"]
-    lines.append(f"| **mean** | **{mean_iou:.3f}** | **{mean_dice:.3f}** |")
-    lines.append(f"| **mean, foreground** | **{metrics['foreground_mean_iou']:.3f}** | |")
-    lines.append(f"| **per-case mean, foreground** | | **{metrics['case_mean_dice']:.3f}** |")
+    lines.append(f"| **mean** | **{mean_iou:.3f}** | **{mean_dice:.3f}** |{blank}")
+    lines.append(f"| **mean, foreground** | **{metrics['foreground_mean_iou']:.3f}** | |{blank}")
+    case = metrics["case_mean_dice"]
+    if hd95:
+        mean_hd95 = np.nanmean(metrics["hd95"]) if np.any(np.isfinite(metrics["hd95"])) else np.nan
+        lines.append(f"| **per-case mean, foreground** | | **{case:.3f}** | **{mean_hd95:.2f}** |")
+    else:
+        lines.append(f"| **per-case mean, foreground** | | **{case:.3f}** |")
     return "\n".join(lines)
+
+
+def _hd95(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return metrics["hd95"], metrics["hd95_one_sided"]
+
+
+def _distance_cell(distance: float, one_sided: int) -> str:
+    text = f"{distance:.2f}" if np.isfinite(distance) else "–"
+    return f"{text} ({int(one_sided)} one-sided)" if one_sided else text
 
 
 def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> dict[str, Path]:
@@ -317,6 +418,8 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.colors
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
     out = Path(out)
@@ -339,8 +442,14 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     images = result.datasets.val_images[:num_examples]
     truth = result.datasets.val_labels[:num_examples]
     predictions = predict(result.model, images)
-    figure, axes = plt.subplots(3, num_examples, figsize=(2 * num_examples, 6), squeeze=False)
+    columns = min(result.datasets.num_classes, max(1, num_examples))
+    rows = -(-result.datasets.num_classes // columns)  # of the legend
+    figure, axes = plt.subplots(
+        3, num_examples, figsize=(2 * num_examples, 6 + 0.3 * rows), squeeze=False
+    )
     colour_limits = dict(vmin=0, vmax=result.datasets.num_classes - 1, cmap="tab20")
+    colours = matplotlib.colormaps["tab20"]
+    norm = matplotlib.colors.Normalize(**{k: colour_limits[k] for k in ("vmin", "vmax")})
     for column in range(num_examples):
         axes[0, column].imshow(images[column].squeeze(), cmap="gray")
         axes[1, column].imshow(
@@ -352,7 +461,13 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.tight_layout()
+    # A legend of the classes, with the colours imshow gives them.
+    handles = [
+        matplotlib.patches.Patch(color=colours(norm(index)), label=name)
+        for index, name in enumerate(result.datasets.class_names)
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=columns, frameon=False)
+    figure.tight_layout(rect=(0, 0.3 * rows / (6 + 0.3 * rows) + 0.01, 1, 1))
     grid = out / "predictions.png"
     figure.savefig(grid, dpi=100)
     plt.close(figure)
@@ -365,7 +480,7 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
 def summary_dict(result: Result) -> dict[str, Any]:
     """The final metrics and settings of a run, JSON-ready."""
     metrics = result.metrics
-    return {
+    summary = {
         "config": dataclasses.asdict(result.config),
         "wall_time_s": round(result.wall_time_s, 1),
         "devices": [str(device) for device in jax.devices()],
@@ -385,6 +500,13 @@ def summary_dict(result: Result) -> dict[str, Any]:
             zip(result.history.eval_steps, result.history.val_miou, strict=True)
         ),
     }
+    if "hd95" in metrics:
+        foreground = result.datasets.class_names[1:]
+        summary["hd95"] = {
+            name: {"mean": _finite_or_none(distance), "one_sided_images": int(one_sided)}
+            for name, distance, one_sided in zip(foreground, *_hd95(metrics), strict=True)
+        }
+    return summary
 
 
 def _finite_or_none(value: Any) -> float | None:
