@@ -569,7 +569,7 @@ def mcc_loss(
 
     .. math::
 
-       \mathrm{MCC}_c = rac{TP_c\,TN_c - FP_c\,FN_c + s_n}
+       \mathrm{MCC}_c = \frac{TP_c\,TN_c - FP_c\,FN_c + s_n}
        {\sqrt{(TP_c + FP_c)(TP_c + FN_c)(TN_c + FP_c)(TN_c + FN_c) + s_d}},
 
     with :math:`TN_c = \sum_i w_i - TP_c - FP_c - FN_c` (no extra pass over the logits). The
