@@ -62,7 +62,7 @@ def test_markdown_table_reports_mean_and_population_std_over_seeds():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--losses", "ce", "bce"], "--losses 'bce': Unknown loss 'bce'"),
+        (["--losses", "ce", "bcel"], "--losses 'bcel': Unknown loss 'bcel'"),
         (["--losses", "ce:x"], "is not a number"),
         (["--datasets", "pets"], "invalid choice: 'pets'"),
         (["--steps", "shapes:10"], "no count for digits"),
