@@ -288,7 +288,19 @@ def _poly_terms(
     class_weights: ArrayLike | None,
     label_smoothing: Any,
 ) -> tuple[jax.Array, jax.Array | None]:
-    """Poly-1 per pixel: the cross-entropy terms of CE with ``-log p`` -> ``-log p + ε (1 - p)``."""
+    """Poly-1 per pixel: CE's terms plus ``ε Σ_c w_c g̃_c (1 - p_c)``, with CE's normaliser."""
+    nll, normaliser = _cross_entropy_terms(
+        inputs, class_weights=class_weights, pos_weight=None, label_smoothing=label_smoothing
+    )
+    miss = _expected_miss(inputs, class_weights=class_weights, label_smoothing=label_smoothing)
+    return nll + epsilon * miss, normaliser
+
+
+def _expected_miss(
+    inputs: Inputs, *, class_weights: ArrayLike | None, label_smoothing: Any
+) -> jax.Array:
+    """``[B, P]``: ``Σ_c w_c g̃_c (1 - p_c)``, the weighted, smoothed probability of missing the
+    target, weighted and smoothed as :func:`_cross_entropy_terms` weighs and smooths ``-log p``."""
     dtype, num_classes = inputs.dtype, inputs.num_classes
     smoothing = label_smoothing
     smooth = not _is_static_zero(smoothing)
@@ -303,36 +315,30 @@ def _poly_terms(
         log_p, log_q = inputs.binary_log_probabilities()
         # 1 - p_t with p_t = g p + (1 - g)(1 - p): the probability of the wrong side.
         one_minus_pt = g * jnp.exp(log_q) + (1.0 - g) * jnp.exp(log_p)
-        per_channel = _binary_cross_entropy(g, log_p, log_q) + epsilon * one_minus_pt
         if weights is not None:
-            per_channel = per_channel * weights
-        return jnp.mean(per_channel, axis=-1), None
+            one_minus_pt = one_minus_pt * weights
+        return jnp.mean(one_minus_pt, axis=-1)
 
     if inputs.labels is not None:
-        labels = inputs.labels
         log_p_label = inputs.label_log_probability()
         p_label = inputs.label_logit() if inputs.activation is None else jnp.exp(log_p_label)
-        loss = -log_p_label + epsilon * (1.0 - p_label)
-        label_weight = None
+        miss = 1.0 - p_label
         if weights is not None:
-            label_weight = _at_labels(weights, labels)
-            loss = loss * label_weight
+            miss = miss * _at_labels(weights, inputs.labels)
         if smooth:
-            # Σ_c w_c g̃_c (-log p_c + ε (1 - p_c)) with g̃ = (1 - s) onehot + s / C.
-            every = -inputs.log_probabilities() + epsilon * (1.0 - inputs.probabilities())
+            every = 1.0 - inputs.probabilities()
             if weights is not None:
                 every = every * weights
-            loss = (1.0 - smoothing) * loss + (smoothing / num_classes) * jnp.sum(every, axis=-1)
-        return loss, label_weight
+            miss = (1.0 - smoothing) * miss + (smoothing / num_classes) * jnp.sum(every, axis=-1)
+        return miss
 
-    targets = inputs.dense_targets()
-    smoothed = targets
+    smoothed = inputs.dense_targets()
     if smooth:
-        smoothed = targets * (1.0 - smoothing) + smoothing / num_classes
-    every = -inputs.log_probabilities() + epsilon * (1.0 - inputs.probabilities())
-    if weights is None:
-        return jnp.sum(smoothed * every, axis=-1), None
-    return jnp.sum(weights * smoothed * every, axis=-1), jnp.sum(weights * targets, axis=-1)
+        smoothed = smoothed * (1.0 - smoothing) + smoothing / num_classes
+    every = 1.0 - inputs.probabilities()
+    if weights is not None:
+        every = every * weights
+    return jnp.sum(smoothed * every, axis=-1)
 
 
 def _check_topk(k: Any) -> float:
