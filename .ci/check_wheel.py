@@ -10,7 +10,7 @@ import pathlib
 import sys
 
 import jaxseg_losses as jsl
-import jaxseg_losses.region
+import jaxseg_losses.losses.region
 
 location = pathlib.Path(jsl.__file__).resolve()
 if "site-packages" not in location.parts:
@@ -20,7 +20,7 @@ if not importlib.resources.files("jaxseg_losses").joinpath("py.typed").is_file()
 
 # One docstring example of the installed package (dice_loss's), run as pytest would run it.
 finder = doctest.DocTestFinder()
-tests = [t for t in finder.find(jaxseg_losses.region) if t.name.endswith(".dice_loss")]
+tests = [t for t in finder.find(jaxseg_losses.losses.region) if t.name.endswith(".dice_loss")]
 runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
 for test in tests:
     runner.run(test)

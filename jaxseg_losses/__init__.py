@@ -11,9 +11,9 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 """
 
 from jaxseg_losses import accumulate, metrics, per_sample
-from jaxseg_losses._checks import checked
-from jaxseg_losses._core import LossDefinition, define_loss
-from jaxseg_losses._inputs import Inputs
+from jaxseg_losses._core.checks import checked
+from jaxseg_losses._core.engine import LossDefinition, define_loss
+from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.compose import (
     CombinedLoss,
     DeepSupervisionLoss,
@@ -27,8 +27,8 @@ from jaxseg_losses.compose import (
     register_loss,
     registered_losses,
 )
-from jaxseg_losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
-from jaxseg_losses.pixelwise import (
+from jaxseg_losses.losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from jaxseg_losses.losses.pixelwise import (
     cross_entropy_loss,
     cross_entropy_map,
     focal_loss,
@@ -36,15 +36,15 @@ from jaxseg_losses.pixelwise import (
     poly_cross_entropy_loss,
     topk_cross_entropy_loss,
 )
-from jaxseg_losses.region import (
+from jaxseg_losses.losses.region import (
     dice_loss,
     generalized_dice_loss,
     iou_loss,
     mcc_loss,
     tversky_loss,
 )
-from jaxseg_losses.spatial import boundary_loss, cldice_loss, hausdorff_dt_loss
-from jaxseg_losses.stats import (
+from jaxseg_losses.losses.spatial import boundary_loss, cldice_loss, hausdorff_dt_loss
+from jaxseg_losses.losses.stats import (
     OverlapStats,
     dice_from_stats,
     iou_from_stats,

@@ -38,7 +38,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _core, compose
+from jaxseg_losses import compose
+from jaxseg_losses._core import engine
 
 __all__ = ["value_and_grad"]
 
@@ -51,8 +52,8 @@ def _as_combined(loss: Any) -> compose.CombinedLoss | compose.DeepSupervisionLos
     """A :class:`~jaxseg_losses.CombinedLoss`, or one made of a single loss function."""
     if isinstance(loss, compose.CombinedLoss | compose.DeepSupervisionLoss):
         return loss
-    if callable(loss) and _core.is_described(loss):
-        base, _ = _core.unwrap(loss)
+    if callable(loss) and engine.is_described(loss):
+        base, _ = engine.unwrap(loss)
         return compose.combine({base.__name__: loss})
     raise TypeError(
         "`loss` must be a CombinedLoss from jsl.combine(...), or a loss made by "

@@ -43,7 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg_losses import _checks, _core, lovasz, pixelwise, region, spatial
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core import engine
+from jaxseg_losses.losses import lovasz, pixelwise, region, spatial
 
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Any]
@@ -194,7 +196,7 @@ def _named_terms(terms: str | Mapping[str, Any]) -> list[tuple[str, Any, LossFn]
                 f"Term {name!r} must be a weight (for a registered name), a loss function, or a "
                 f"(weight, loss function) pair; got {value!r}."
             )
-        _core.check_weight(name, weight)
+        engine.check_weight(name, weight)
         named.append((name, weight, fn))
     return named
 
@@ -218,7 +220,7 @@ class CombinedLoss:
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
 
-    terms: tuple[_core.Term, ...]
+    terms: tuple[engine.Term, ...]
     activation: str | None
     class_axis: int
     ignore_index: int | None
@@ -233,7 +235,7 @@ class CombinedLoss:
     def __call__(
         self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[jax.Array, Parts]:
-        return _core.evaluate(
+        return engine.evaluate(
             self.terms,
             logits,
             labels,
@@ -280,7 +282,7 @@ class CombinedLoss:
           The sums; those of several parts of a batch add up to those of the whole batch.
         """
         self.check_decomposable()
-        return _core.collect_sums(
+        return engine.collect_sums(
             self.terms,
             logits,
             labels,
@@ -294,10 +296,10 @@ class CombinedLoss:
     def finalize(self, sums: Mapping[str, Any]) -> tuple[jax.Array, Parts]:
         """``(total, parts)`` of the batch whose :meth:`sums` (added over its parts) these are."""
         parts = {
-            term.name: _core.term_value(term, sums[term.name], self.reduction)
+            term.name: engine.term_value(term, sums[term.name], self.reduction)
             for term in self.terms
         }
-        return _core.weighted_total(self.terms, parts), parts
+        return engine.weighted_total(self.terms, parts), parts
 
 
 def combine(
@@ -356,7 +358,7 @@ def combine(
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
     bound = tuple(
-        _core.bind_term(
+        engine.bind_term(
             name, weight, fn, activation=activation, reduction=reduction, axis_name=axis_name
         )
         for name, weight, fn in _named_terms(terms)
@@ -594,8 +596,8 @@ def deep_supervision(loss: Any, *, weights: Any = "exp") -> DeepSupervisionLoss:
     """
     if isinstance(loss, CombinedLoss):
         combined = loss
-    elif callable(loss) and _core.is_described(loss):
-        base, _ = _core.unwrap(loss)
+    elif callable(loss) and engine.is_described(loss):
+        base, _ = engine.unwrap(loss)
         combined = combine({base.__name__: loss})
     else:
         raise TypeError(
@@ -845,13 +847,13 @@ def iou_ce_loss(
     )
 
 
-@_core.define_loss(activations=("sigmoid",))
+@engine.define_loss(activations=("sigmoid",))
 def binary_cross_entropy_loss(
     *,
     class_weights: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
     label_smoothing: ArrayLike = 0.0,
-) -> _core.LossDefinition:
+) -> engine.LossDefinition:
     r"""The sigmoid cross-entropy, registered as ``"bce"``.
 
     :func:`jaxseg_losses.cross_entropy_loss` with ``activation="sigmoid"`` fixed, so that a

@@ -28,7 +28,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, compose, lovasz, pixelwise, region, spatial
+from jaxseg_losses import compose
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses.losses import lovasz, pixelwise, region, spatial
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 

@@ -10,7 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxseg_losses as jsl
-from jaxseg_losses import _fused
+from jaxseg_losses._core import fused as _fused
 
 
 @pytest.fixture(autouse=True, params=["segments", "select"])

@@ -10,7 +10,8 @@ import reference as ref
 from jax.experimental import checkify
 
 import jaxseg_losses as jsl
-from jaxseg_losses import _checks, _inputs
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core import inputs as _inputs
 
 REGION_LOSSES = [jsl.iou_loss, jsl.dice_loss, jsl.tversky_loss, jsl.generalized_dice_loss]
 ALL = [*REGION_LOSSES, jsl.overlap_stats]

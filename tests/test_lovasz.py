@@ -12,7 +12,7 @@ import pytest
 from jax.experimental import checkify
 
 import jaxseg_losses as jsl
-from jaxseg_losses import lovasz
+from jaxseg_losses.losses import lovasz
 
 IGNORE = 255
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import jaxseg_losses as jsl
-from jaxseg_losses import _fused, metrics
+from jaxseg_losses import metrics
+from jaxseg_losses._core import fused as _fused
 
 M = metrics
 NAN = math.nan

@@ -29,7 +29,7 @@ import pytest
 from jax.experimental import checkify
 
 import jaxseg_losses as jsl
-from jaxseg_losses import _fused
+from jaxseg_losses._core import fused as _fused
 
 B, H, W, C = 3, 5, 4, 4
 P = functools.partial

@@ -9,7 +9,7 @@ import pytest
 import reference as ref
 
 import jaxseg_losses as jsl
-from jaxseg_losses.stats import safe_ratio
+from jaxseg_losses.losses.stats import safe_ratio
 
 RTOL, ATOL = 2e-5, 2e-5
 

@@ -15,7 +15,7 @@ import scipy.ndimage as ndi
 import surface_reference as ref
 
 import jaxseg_losses as jsl
-from jaxseg_losses import surface
+from jaxseg_losses.metrics import surface
 
 metrics = jsl.metrics
 METRICS = ("euclidean", "taxicab", "chessboard")

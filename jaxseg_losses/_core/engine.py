@@ -45,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jaxseg_losses import _checks
-from jaxseg_losses._inputs import Inputs, prepare
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.inputs import Inputs, prepare
 
 ArrayLike = jax.typing.ArrayLike
 Sums = Any  # a pytree of arrays, each with a leading batch axis

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg_losses import _checks
+from jaxseg_losses._core import checks as _checks
 
 LIMB_BITS = 16
 LIMB_MASK = (1 << LIMB_BITS) - 1

@@ -44,9 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg_losses import _checks
-from jaxseg_losses._core import LossDefinition, define_loss, divide
-from jaxseg_losses._inputs import Inputs, prepare, safe_log
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
+from jaxseg_losses._core.inputs import Inputs, prepare, safe_log
 
 ArrayLike = jax.typing.ArrayLike
 

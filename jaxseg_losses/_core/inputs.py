@@ -33,7 +33,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks, _fused
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core import fused as _fused
 
 
 def compute_dtype(dtype: Any) -> Any:

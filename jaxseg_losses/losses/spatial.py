@@ -29,9 +29,10 @@ import numpy as np
 from jax.core import Tracer
 from jax.typing import ArrayLike
 
-from jaxseg_losses import _checks, _distance
-from jaxseg_losses._core import LossDefinition, define_loss, divide
-from jaxseg_losses._inputs import Inputs
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
+from jaxseg_losses._core.inputs import Inputs
+from jaxseg_losses.geometry import distance as _distance
 
 # ----------------------------------------------------------------------------------------------
 # Shared pieces.

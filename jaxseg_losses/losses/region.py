@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxseg_losses import _checks
-from jaxseg_losses._core import LossDefinition, define_loss, divide
-from jaxseg_losses._inputs import Inputs
-from jaxseg_losses.stats import (
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
+from jaxseg_losses._core.inputs import Inputs
+from jaxseg_losses.losses.stats import (
     OverlapStats,
     dice_from_stats,
     iou_from_stats,

@@ -31,9 +31,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import _checks
-from jaxseg_losses._core import divide
-from jaxseg_losses._inputs import Inputs, prepare
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.inputs import Inputs, prepare
 
 
 @jax.tree_util.register_dataclass

@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg_losses import _checks, _distance
-from jaxseg_losses._core import divide
+from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.engine import divide
+from jaxseg_losses.geometry import distance as _distance
 
 ArrayLike = jax.typing.ArrayLike
 
