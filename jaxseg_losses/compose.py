@@ -45,6 +45,7 @@ import numpy as np
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core import engine
+from jaxseg_losses._core.docs import documented
 from jaxseg_losses.losses import lovasz, pixelwise, region, spatial
 
 ArrayLike = jax.typing.ArrayLike
@@ -612,26 +613,6 @@ def deep_supervision(loss: Any, *, weights: Any = "exp") -> DeepSupervisionLoss:
 # ----------------------------------------------------------------------------------------------
 # Ready-made combinations.
 
-_READY_ARGS = """\
-      logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``).
-      labels: ``[B, *spatial]`` integer class indices or ``[B, *spatial, C]`` dense targets.
-      activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for both terms.
-      class_axis: the class axis of ``logits``, for both terms.
-      ignore_index: a label value whose pixels count nowhere, for both terms.
-      mask: ``[B, *spatial]`` bool or float pixel weights, for both terms.
-      axis_name: a mapped device axis, for both terms.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``), for both terms.
-      return_parts: also return ``{name: unweighted term value}``.
-
-    Returns:
-      The float32 total (``[B]`` for ``reduction="none"``), or ``(total, parts)`` with
-      ``return_parts=True``."""
-
-
-def _ready_docs(fn: Any) -> Any:
-    fn.__doc__ = fn.__doc__.replace("      <ready args>", _READY_ARGS)
-    return fn
-
 
 def _two_terms(
     logits: ArrayLike,
@@ -661,7 +642,7 @@ def _two_terms(
     return (total, parts) if return_parts else total
 
 
-@_ready_docs
+@documented
 def dice_ce_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -694,7 +675,9 @@ def dice_ce_loss(
       ce_weight: :math:`\lambda_{\mathrm{ce}}`.
       dice_options: keyword options of :func:`jaxseg_losses.dice_loss`.
       ce_options: keyword options of :func:`jaxseg_losses.cross_entropy_loss`.
-      <ready args>
+      <pair args>
+
+    <pair returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -725,7 +708,7 @@ def dice_ce_loss(
     )
 
 
-@_ready_docs
+@documented
 def dice_focal_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -757,7 +740,9 @@ def dice_focal_loss(
       focal_weight: :math:`\lambda_{\mathrm{focal}}`.
       dice_options: keyword options of :func:`jaxseg_losses.dice_loss`.
       focal_options: keyword options of :func:`jaxseg_losses.focal_loss`.
-      <ready args>
+      <pair args>
+
+    <pair returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -788,7 +773,7 @@ def dice_focal_loss(
     )
 
 
-@_ready_docs
+@documented
 def iou_ce_loss(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -816,7 +801,9 @@ def iou_ce_loss(
       ce_weight: :math:`\lambda_{\mathrm{ce}}`.
       iou_options: keyword options of :func:`jaxseg_losses.iou_loss` (e.g. ``{"log": True}``).
       ce_options: keyword options of :func:`jaxseg_losses.cross_entropy_loss`.
-      <ready args>
+      <pair args>
+
+    <pair returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -865,7 +852,7 @@ def binary_cross_entropy_loss(
       class_weights: ``[C]`` per-channel factors.
       pos_weight: scalar or ``[C]`` weight of the positive term.
       label_smoothing: :math:`\varepsilon \in [0, 1)`, targets pulled towards 1/2.
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``.

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from jaxseg_losses import compose
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.docs import set_doc
 from jaxseg_losses.losses import lovasz, pixelwise, region, spatial
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
@@ -87,11 +88,11 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
 
     keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
     loss.__signature__ = inspect.Signature(keep, return_annotation="jax.Array")  # type: ignore[attr-defined]
-    loss.__doc__ = (
+    return set_doc(
+        loss,
         f"Single-example :func:`jaxseg_losses.{batch_loss.__name__}`: ``logits`` ``[*spatial, C]``,"
-        f" ``labels`` ``[*spatial]`` or ``[*spatial, C]``; returns a scalar. See the module doc."
+        f" ``labels`` ``[*spatial]`` or ``[*spatial, C]``; returns a scalar. See the module doc.",
     )
-    return loss
 
 
 iou_loss = single_example(region.iou_loss)

@@ -46,6 +46,7 @@ import numpy as np
 from jax.core import Tracer
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core import docs
 from jaxseg_losses._core.inputs import Inputs, prepare
 
 ArrayLike = jax.typing.ArrayLike
@@ -182,34 +183,6 @@ class LossFunction(Protocol):
     def __call__(self, logits: ArrayLike, labels: ArrayLike, /, **options: Any) -> jax.Array: ...
 
 
-_SHARED_DOCS = {
-    "activation": """\
-      activation: ``"softmax"`` (exclusive classes, C >= 2), ``"sigmoid"`` (binary with C == 1,
-        or multi-label with dense targets) or ``None`` (``logits`` are probabilities).""",
-    "class_axis": """\
-      class_axis: the axis of ``logits`` (and of dense ``labels``) holding the classes (``1``
-        for NCHW).""",
-    "ignore_index": """\
-      ignore_index: a label value whose pixels count nowhere (e.g. 255).""",
-    "mask": """\
-      mask: ``[B, *spatial]`` bool or float pixel weights; weight 0 removes a pixel.""",
-    "aggregate": """\
-      aggregate: ``"sample"`` computes each sample's loss from its own pixels; ``"batch"``
-        pools the pixels of the whole batch into one loss (nnU-Net's batch Dice).""",
-    "axis_name": """\
-      axis_name: a mapped axis (``shard_map``/``pmap``) over which the sums are added before
-        the final ratio, so every device gets the global value.""",
-    "reduction": """\
-      reduction: ``"mean"`` (over the samples with a valid pixel; see the reduction policy),
-        ``"sum"`` (over samples) or ``"none"`` (``[B]``, one loss per sample).""",
-}
-
-_DATA_DOCS = """\
-      logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
-        float dtype; 1-D, 2-D or 3-D spatial shape.
-      labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
-        targets (one-hot or soft), laid out like ``logits``."""
-
 # Annotations of the generated signatures, as strings so that `help()` and the docs read the
 # alias `ArrayLike`, not the Union it stands for.
 _SHARED_ANNOTATIONS: dict[str, str] = {
@@ -252,8 +225,9 @@ def define_loss(
     :func:`jaxseg_losses.accumulate.value_and_grad`, with ``axis_name``, and in
     :func:`jaxseg_losses.per_sample.single_example`, exactly like a built-in loss. Every loss of
     the library is written this way. The factory's docstring becomes the function's; the
-    placeholders ``<data args>`` and ``<shared args>`` in its ``Args:`` section are replaced by
-    the documentation of ``logits``/``labels`` and of the shared options.
+    marker lines ``<data args>`` and ``<shared options>`` in its ``Args:`` section are replaced by
+    the documentation of ``logits``/``labels`` and of the shared options (and any other
+    ``<block>`` by the library's shared paragraph of that name).
 
     Args:
       factory: ``(**options) -> LossDefinition``; it validates its options (they are Python
@@ -371,7 +345,7 @@ def define_loss(
         **{p.name: p.annotation for p in parameters if p.annotation is not p.empty},
         "return": signature.return_annotation,
     }
-    loss_fn.__doc__ = _expand_docs(factory.__doc__ or "", shared)
+    loss_fn.__doc__ = docs.fill(factory.__doc__ or "", {"shared options": docs.option_docs(shared)})
     loss_fn.definition = definition  # type: ignore[attr-defined]
     loss_fn.activations = accepted  # type: ignore[attr-defined]
     return cast(LossFunction, loss_fn)
@@ -405,11 +379,6 @@ def _factory_options(factory: Callable[..., Any]) -> dict[str, inspect.Parameter
             )
         options[parameter.name] = parameter
     return options
-
-
-def _expand_docs(doc: str, shared: Mapping[str, Any]) -> str:
-    shared_docs = "\n".join(_SHARED_DOCS[name] for name in shared)
-    return doc.replace("      <data args>", _DATA_DOCS).replace("      <shared args>", shared_docs)
 
 
 # ----------------------------------------------------------------------------------------------

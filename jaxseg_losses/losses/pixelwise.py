@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.classes import class_factors
+from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
 from jaxseg_losses._core.inputs import Inputs, prepare, safe_log
 
@@ -188,24 +190,6 @@ def _cross_entropy_terms(
     return loss, jnp.sum(weights * targets, axis=-1)
 
 
-def _focal_class_factors(
-    num_classes: int, dtype: Any, class_weights: ArrayLike | None, include_background: bool
-) -> jax.Array | None:
-    """``[1, 1, C]`` factors of each class's term (MONAI's ``weight``, background dropped)."""
-    factors = None
-    if class_weights is not None:
-        factors = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
-    if not include_background:
-        if num_classes < 2:
-            raise ValueError(
-                "include_background=False drops class 0, which would leave no class: the logits "
-                "have a single channel. Keep include_background=True for binary sigmoid outputs."
-            )
-        keep = jnp.ones((1, 1, num_classes), dtype).at[..., 0].set(0.0)
-        factors = keep if factors is None else factors * keep
-    return factors
-
-
 def _focal_terms(
     inputs: Inputs,
     *,
@@ -217,7 +201,7 @@ def _focal_terms(
     x = inputs.logits
     dtype, num_classes = inputs.dtype, inputs.num_classes
     focus = not _is_static_zero(gamma)
-    factors = _focal_class_factors(num_classes, dtype, class_weights, include_background)
+    factors = class_factors(num_classes, dtype, class_weights, include_background, rank=3)
 
     if inputs.is_binary:
         g = inputs.dense_targets()
@@ -376,31 +360,6 @@ def _top_fraction_mean(loss: jax.Array, valid: jax.Array, k: float) -> jax.Array
 # ----------------------------------------------------------------------------------------------
 # Docstrings.
 
-_CE_ARGS = """\
-      logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
-        float dtype; 1-D, 2-D or 3-D spatial shape.
-      labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
-        targets (one-hot or soft), laid out like ``logits``."""
-
-_MAP_ARGS = """\
-      activation: ``"softmax"`` (categorical, C >= 2), ``"sigmoid"`` (binary with C == 1, or
-        multi-label with dense targets) or ``None`` (``logits`` are probabilities: categorical
-        for C >= 2, binary for C == 1).
-      class_axis: the axis of ``logits`` holding the classes (``1`` for NCHW)."""
-
-_MASK_ARGS = """\
-      ignore_index: a label value whose pixels count nowhere (e.g. 255).
-      mask: ``[B, *spatial]`` bool or float pixel weights; weight 0 removes a pixel."""
-
-
-def _shares_docs(fn: Any) -> Any:
-    fn.__doc__ = (
-        fn.__doc__.replace("      <logit args>", _CE_ARGS)
-        .replace("      <map args>", _MAP_ARGS)
-        .replace("      <mask args>", _MASK_ARGS)
-    )
-    return fn
-
 
 def _pixel_map(
     pixel_loss: Any,
@@ -431,7 +390,6 @@ def _pixel_map(
 
 
 @define_loss
-@_shares_docs
 def cross_entropy_loss(
     *,
     class_weights: ArrayLike | None = None,
@@ -482,7 +440,7 @@ def cross_entropy_loss(
       pos_weight: scalar or ``[C]`` weight of the positive term of the sigmoid form (e.g.
         negatives / positives); an error for the categorical form.
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` for
@@ -518,7 +476,7 @@ def cross_entropy_loss(
     )
 
 
-@_shares_docs
+@documented
 def cross_entropy_map(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -543,12 +501,12 @@ def cross_entropy_map(
        \mathrm{map}_i = m_i \ell_i
 
     Args:
-      <logit args>
+      <data args>
       <map args>
       class_weights: ``[C]`` class weights (see :func:`cross_entropy_loss`).
       pos_weight: scalar or ``[C]`` positive weight of the sigmoid form.
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
-      <mask args>
+      <map mask args>
 
     Returns:
       ``[B, *spatial]`` float32 per-pixel losses.
@@ -582,7 +540,6 @@ def cross_entropy_map(
 
 
 @define_loss
-@_shares_docs
 def poly_cross_entropy_loss(
     *,
     epsilon: ArrayLike = 1.0,
@@ -625,7 +582,7 @@ def poly_cross_entropy_loss(
         detection), default 1.
       class_weights: ``[C]`` class weights, as in :func:`cross_entropy_loss`.
       label_smoothing: :math:`s \in [0, 1)`.
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -659,7 +616,6 @@ def poly_cross_entropy_loss(
 
 
 @define_loss
-@_shares_docs
 def topk_cross_entropy_loss(
     *,
     k: float = 10.0,
@@ -707,7 +663,7 @@ def topk_cross_entropy_loss(
         nnU-Net's); ``k=100`` is the cross-entropy mean.
       class_weights: ``[C]`` factors of each pixel's loss by its label's class.
       label_smoothing: :math:`s \in [0, 1)`, as in :func:`cross_entropy_loss`.
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -741,7 +697,6 @@ def topk_cross_entropy_loss(
 
 
 @define_loss
-@_shares_docs
 def focal_loss(
     *,
     gamma: ArrayLike = 2.0,
@@ -804,7 +759,7 @@ def focal_loss(
       class_weights: ``None`` or ``[C]`` non-negative factors of each class's term (MONAI's
         ``weight``).
       include_background: ``False`` drops the term of class 0 (channel 0).
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -835,7 +790,7 @@ def focal_loss(
     )
 
 
-@_shares_docs
+@documented
 def focal_map(
     logits: ArrayLike,
     labels: ArrayLike,
@@ -860,13 +815,13 @@ def focal_map(
     adds the per-sample means instead).
 
     Args:
-      <logit args>
+      <data args>
       <map args>
       gamma: the focusing exponent :math:`\gamma \ge 0`.
       alpha: ``None``, a scalar in [0, 1], or ``[C]`` per-class factors.
       class_weights: ``None`` or ``[C]`` factors of each class's term.
       include_background: ``False`` drops the term of class 0.
-      <mask args>
+      <map mask args>
 
     Returns:
       ``[B, *spatial]`` float32 per-pixel losses.

@@ -21,11 +21,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxseg_losses._core import checks as _checks
-from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
+from jaxseg_losses._core.classes import (
+    ABSENT_CLASSES,
+    GENERALIZED_DICE_WEIGHTS,
+    class_mean,
+    generalized_dice_weights,
+    kept_classes,
+    select_classes,
+)
+from jaxseg_losses._core.engine import LossDefinition, define_loss
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.losses.stats import (
     OverlapStats,
@@ -37,43 +44,6 @@ from jaxseg_losses.losses.stats import (
     stats_of,
     tversky_from_stats,
 )
-
-_REGION_ARGS = """\
-      smooth: added to numerator and denominator of each ratio (default 1).
-      log: use ``-ln(ratio)`` instead of ``1 - ratio``.
-      class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
-      include_background: ``False`` drops class 0 from the class mean.
-      classes: ``None`` (every class) or a static list/tuple of class indices: only those
-        classes enter the class mean (after ``include_background``)."""
-
-_ABSENT_ARG = """\
-      absent_classes: what a class absent from the target of the row (a sample, or the batch
-        with ``aggregate="batch"``: :math:`\\sum g_c = 0`) contributes: ``"keep"`` (default) its
-        loss as computed, :math:`1 - s / (\\sum p_c + s)` for Dice, which penalises false
-        positives and is 0 when the class is predicted absent too (MONAI); ``"zero"`` loss 0,
-        still counted in the mean over classes (smp); ``"exclude"`` left out of the mean over
-        classes, and a row with no present class is left out of the mean over rows (as a
-        fully masked sample)."""
-
-_REGION_RETURNS = """\
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out of the
-      mean."""
-
-
-def _region_docs(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Writes the options and the return value every region loss shares into its docstring."""
-    assert fn.__doc__ is not None
-    fn.__doc__ = (
-        fn.__doc__.replace("      <region args>", _REGION_ARGS)
-        .replace("      <absent arg>", _ABSENT_ARG)
-        .replace("    <region returns>", _REGION_RETURNS)
-    )
-    return fn
-
-
-ABSENT_CLASSES = ("keep", "zero", "exclude")
 
 
 def _check_region_options(
@@ -94,76 +64,6 @@ def _check_region_options(
         # The range is checked against the number of classes when the loss is called.
         _checks.class_indices("classes", classes, 2**31 - 1)
     _checks.check_choice("absent_classes", absent_classes, ABSENT_CLASSES)
-
-
-def check_can_drop_background(num_classes: int) -> None:
-    """``include_background=False`` needs a class left after dropping class 0."""
-    if num_classes < 2:
-        raise ValueError(
-            "include_background=False drops class 0, which would leave no class: the logits "
-            "have a single channel. Keep include_background=True for binary sigmoid outputs."
-        )
-
-
-def kept_classes(
-    num_classes: int, *, include_background: bool, classes: Any = None
-) -> tuple[int, ...] | None:
-    """The static class indices of the class mean, or ``None`` for all of them."""
-    if classes is None and include_background:
-        return None
-    if not include_background:
-        check_can_drop_background(num_classes)
-    kept = tuple(range(num_classes)) if classes is None else classes
-    kept = _checks.class_indices("classes", kept, num_classes)
-    if not include_background:
-        kept = tuple(c for c in kept if c != 0)
-        if not kept:
-            raise ValueError(
-                f"`classes`={classes!r} with include_background=False leaves no class; keep "
-                "class 0 or name a foreground class."
-            )
-    return kept
-
-
-def class_mean(
-    per_class: jax.Array,
-    *,
-    class_weights: Any,
-    include_background: bool,
-    classes: Any = None,
-    absent_classes: str = "keep",
-    target_sum: jax.Array | None = None,
-) -> jax.Array:
-    """Mean over the class axis of ``w_c * loss_c``: ``[..., C] -> [...]``.
-
-    Weights multiply each class's loss and the mean runs over the kept classes, as in MONAI's
-    ``DiceLoss(weight=...)`` and optax's ``dice_loss(class_weights=...)``; ``include_background``
-    and ``classes`` select the classes after weighting; ``absent_classes`` (with the per-class
-    ``target_sum``) decides what a class absent from the target contributes.
-    """
-    num_classes = per_class.shape[-1]
-    if class_weights is not None:
-        per_class = per_class * _checks.class_vector(
-            "class_weights", class_weights, num_classes, per_class.dtype, rank=per_class.ndim
-        )
-    kept = kept_classes(num_classes, include_background=include_background, classes=classes)
-    if kept is not None:
-        index = np.asarray(kept)
-        per_class = per_class[..., index]
-        if target_sum is not None:
-            target_sum = target_sum[..., index]
-    if absent_classes == "keep":
-        return jnp.mean(per_class, axis=-1)
-    assert target_sum is not None
-    present = target_sum > 0
-    zero = jnp.zeros((), per_class.dtype)
-    # NaN statistics (a label that is no class) must stay loud: NaN > 0 is False.
-    loud = jnp.where(jnp.isnan(target_sum), target_sum, zero)
-    per_class = jnp.where(present, per_class, zero) + loud
-    if absent_classes == "zero":
-        return jnp.mean(per_class, axis=-1)
-    count = jnp.sum(present.astype(per_class.dtype), axis=-1)
-    return divide(jnp.sum(per_class, axis=-1), count)
 
 
 def _target_mass(stats: OverlapStats) -> jax.Array:
@@ -196,22 +96,15 @@ def overlap_loss(
 
     def present(s: Any) -> jax.Array:
         # 1 for a row with a present kept class, 0 without (left out); NaN statistics stay NaN.
-        kept = _kept(target_mass(s), include_background=include_background, classes=classes)
-        return jnp.sign(jnp.sum(kept, axis=-1))
+        mass = target_mass(s)
+        kept = kept_classes(mass.shape[-1], include_background=include_background, classes=classes)
+        return jnp.sign(jnp.sum(select_classes(mass, kept), axis=-1))
 
     weight = present if absent_classes == "exclude" else None
     return LossDefinition(sums=sums, finish=finish, weight=weight)
 
 
-def _kept(target_sum: jax.Array, *, include_background: bool, classes: Any) -> jax.Array:
-    kept = kept_classes(
-        target_sum.shape[-1], include_background=include_background, classes=classes
-    )
-    return target_sum if kept is None else target_sum[..., np.asarray(kept)]
-
-
 @define_loss
-@_region_docs
 def iou_loss(
     *,
     smooth: ArrayLike = 1.0,
@@ -244,8 +137,8 @@ def iou_loss(
     Args:
       <data args>
       <region args>
-      <absent arg>
-      <shared args>
+      <region absent classes>
+      <shared options>
 
     <region returns>
 
@@ -274,7 +167,6 @@ def iou_loss(
 
 
 @define_loss
-@_region_docs
 def dice_loss(
     *,
     smooth: ArrayLike = 1.0,
@@ -315,8 +207,8 @@ def dice_loss(
       <data args>
       squared_pred: use :math:`\sum p^2 + \sum g^2` as the denominator (V-Net, MONAI).
       <region args>
-      <absent arg>
-      <shared args>
+      <region absent classes>
+      <shared options>
 
     <region returns>
 
@@ -358,7 +250,6 @@ def dice_loss(
 
 
 @define_loss
-@_region_docs
 def tversky_loss(
     *,
     alpha: ArrayLike = 0.5,
@@ -400,8 +291,8 @@ def tversky_loss(
       beta: weight of false negatives (non-negative, default 0.5).
       gamma: focal exponent of each class's loss (non-negative, default 1).
       <region args>
-      <absent arg>
-      <shared args>
+      <region absent classes>
+      <shared options>
 
     <region returns>
 
@@ -432,27 +323,6 @@ def tversky_loss(
     )
 
 
-GENERALIZED_DICE_WEIGHTS = ("square", "simple", "uniform")
-
-
-def generalized_dice_weights(target_sum: jax.Array, weight_type: str) -> jax.Array:
-    """Sudre's class weights ``[..., C]`` from the target volume of each class.
-
-    ``"square"`` is :math:`1 / (\\sum g)^2`, ``"simple"`` :math:`1 / \\sum g`, ``"uniform"`` 1. A
-    class absent from the target would get an infinite weight; it gets the largest weight of the
-    classes present in the same row instead (MONAI's rule), and 0 when no class is present.
-    """
-    _checks.check_choice("weight_type", weight_type, GENERALIZED_DICE_WEIGHTS)
-    if weight_type == "uniform":
-        return jnp.ones_like(target_sum)
-    present = target_sum > 0
-    safe_sum = jnp.where(present, target_sum, 1.0)
-    weights = 1.0 / (safe_sum * safe_sum if weight_type == "square" else safe_sum)
-    weights = jnp.where(present, weights, 0.0)
-    largest = jnp.max(weights, axis=-1, keepdims=True)
-    return jax.lax.stop_gradient(jnp.where(present, weights, largest))
-
-
 def generalized_dice_from_stats(
     stats: OverlapStats,
     *,
@@ -476,11 +346,9 @@ def generalized_dice_from_stats(
             "class_weights", class_weights, num_classes, tp.dtype, rank=2
         )
     kept = kept_classes(num_classes, include_background=include_background, classes=classes)
-    if kept is not None:
-        index = np.asarray(kept)
-        tp, pred_sum, target_sum, factors = (
-            x[..., index] for x in (tp, pred_sum, target_sum, factors)
-        )
+    tp, pred_sum, target_sum, factors = (
+        select_classes(x, kept) for x in (tp, pred_sum, target_sum, factors)
+    )
     weights = factors * generalized_dice_weights(target_sum, weight_type)
     numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
     denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
@@ -488,7 +356,6 @@ def generalized_dice_from_stats(
 
 
 @define_loss
-@_region_docs
 def generalized_dice_loss(
     *,
     weight_type: str = "square",
@@ -520,7 +387,7 @@ def generalized_dice_loss(
       <data args>
       weight_type: ``"square"``, ``"simple"`` or ``"uniform"``.
       <region args>
-      <shared args>
+      <shared options>
 
     <region returns>
 
@@ -593,7 +460,7 @@ def mcc_loss(
       smooth_dr: added under the square root of the denominator (non-negative, default 1e-5).
       class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
       include_background: ``False`` drops class 0 from the class mean.
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for

@@ -30,6 +30,7 @@ from jax.core import Tracer
 from jax.typing import ArrayLike
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.classes import kept_classes, select_classes
 from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.geometry import distance as _distance
@@ -82,10 +83,13 @@ def _check_dims(inputs: Inputs, name: str) -> int:
     return dims
 
 
-def _kept_classes(num_classes: int, include_background: bool) -> slice:
+def _kept_classes(x: jax.Array, include_background: bool) -> jax.Array:
     """The channels a loss averages over: all, or all but class 0 (a single channel is kept,
     as MONAI keeps it, with a binary sigmoid output)."""
-    return slice(1 if (not include_background and num_classes > 1) else 0, None)
+    kept = kept_classes(
+        x.shape[-1], include_background=include_background, single_channel_is_foreground=True
+    )
+    return select_classes(x, kept)
 
 
 def _grid(inputs: Inputs, pixel_values: jax.Array) -> jax.Array:
@@ -226,7 +230,7 @@ def boundary_loss(
         computed maps (``None``: 1). The one-element shift inside the object stays 1.
       include_background: ``False`` drops class 0 from the class mean (a single channel is
         always kept).
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
@@ -278,10 +282,9 @@ def boundary_loss(
                 maps_ = maps_given
             maps = maps_.reshape(batch, -1, classes).astype(inputs.dtype)
         maps = jax.lax.stop_gradient(maps)
-        kept = _kept_classes(classes, include_background)
         # Excluded pixels: a 0 map and a 0 weight, so nothing of theirs reaches the sums.
         maps = jnp.where(_kept(inputs), maps, 0.0)
-        per_pixel = jnp.mean((inputs.probabilities() * maps)[..., kept], axis=-1)
+        per_pixel = jnp.mean(_kept_classes(inputs.probabilities() * maps, include_background), -1)
         return _pixel_sums(inputs, per_pixel)
 
     return LossDefinition(sums=sums, finish=lambda s: divide(s["loss"], s["count"]))
@@ -337,7 +340,7 @@ def hausdorff_dt_loss(
       spacing: the element size, a positive scalar or one value per spatial axis (``None``: 1).
       include_background: ``True`` keeps class 0 in the class mean (default ``False``, as in
         MONAI; a single channel is always kept).
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
@@ -374,9 +377,8 @@ def hausdorff_dt_loss(
         ]
         weight = _pixels(fields[0] ** alpha + fields[1] ** alpha).astype(inputs.dtype)
         weight = jax.lax.stop_gradient(weight)
-        kept = _kept_classes(inputs.num_classes, include_background)
         error = (probs - targets) ** 2 * weight
-        return _pixel_sums(inputs, jnp.mean(error[..., kept], axis=-1))
+        return _pixel_sums(inputs, jnp.mean(_kept_classes(error, include_background), axis=-1))
 
     def finish(s: dict[str, jax.Array]) -> jax.Array:
         value = divide(s["loss"], s["count"])
@@ -479,7 +481,7 @@ def cldice_loss(
       smooth: added to numerator and denominator of both ratios (non-negative, default 1).
       include_background: ``False`` drops class 0 from the sums (a single channel is always
         kept).
-      <shared args>
+      <shared options>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
@@ -506,10 +508,9 @@ def cldice_loss(
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:
         _check_dims(inputs, "cldice_loss")
-        kept_classes = _kept_classes(inputs.num_classes, include_background)
         keep = _kept(inputs)
-        probs = jnp.where(keep, inputs.probabilities(), 0.0)[..., kept_classes]
-        targets = jnp.where(keep, inputs.dense_targets(), 0.0)[..., kept_classes]
+        probs = _kept_classes(jnp.where(keep, inputs.probabilities(), 0.0), include_background)
+        targets = _kept_classes(jnp.where(keep, inputs.dense_targets(), 0.0), include_background)
 
         def image(x: jax.Array) -> jax.Array:
             return x.reshape((x.shape[0], *inputs.spatial_shape, x.shape[-1]))

@@ -63,9 +63,9 @@ import numpy as np
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core import exact as _exact
 from jaxseg_losses._core import fused as _fused
+from jaxseg_losses._core.classes import generalized_dice_weights
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses._core.exact import ExactCount
-from jaxseg_losses.losses.region import generalized_dice_weights
 from jaxseg_losses.metrics.surface import (
     average_surface_distance,
     distance_transform,

@@ -1,0 +1,132 @@
+r"""The paragraphs that several docstrings share, each written once under a unique name.
+
+A docstring names a block on a line of its own, ``<region args>``; :func:`documented` replaces
+that line with the block, indented like the marker. Every block lives in :data:`BLOCKS`, so a
+shared paragraph has one source and one name across the library (losses and metrics alike),
+and an unknown marker is an error at import. This module and :func:`define_loss` (for the
+functions it generates) are the only places that write ``__doc__``.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The shared options of every described loss, one entry each: define_loss lists those the
+# generated function takes, in its order.
+OPTION_DOCS = {
+    "activation": """\
+        activation: ``"softmax"`` (exclusive classes, C >= 2), ``"sigmoid"`` (binary with C == 1,
+          or multi-label with dense targets) or ``None`` (``logits`` are probabilities).""",
+    "class_axis": """\
+        class_axis: the axis of ``logits`` (and of dense ``labels``) holding the classes (``1``
+          for NCHW).""",
+    "ignore_index": """\
+        ignore_index: a label value whose pixels count nowhere (e.g. 255).""",
+    "mask": """\
+        mask: ``[B, *spatial]`` bool or float pixel weights; weight 0 removes a pixel.""",
+    "aggregate": """\
+        aggregate: ``"sample"`` computes each sample's loss from its own pixels; ``"batch"``
+          pools the pixels of the whole batch into one loss (nnU-Net's batch Dice).""",
+    "axis_name": """\
+        axis_name: a mapped axis (``shard_map``/``pmap``) over which the sums are added before
+          the final ratio, so every device gets the global value.""",
+    "reduction": """\
+        reduction: ``"mean"`` (over the samples with a valid pixel; see the reduction policy),
+          ``"sum"`` (over samples) or ``"none"`` (``[B]``, one loss per sample).""",
+}
+
+BLOCKS: dict[str, str] = {
+    # The data arguments of every loss and per-pixel loss map.
+    "data args": """\
+        logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``), any
+          float dtype; 1-D, 2-D or 3-D spatial shape.
+        labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
+          targets (one-hot or soft), laid out like ``logits``.""",
+    # Per-pixel maps (cross_entropy_map, focal_map) take the data options without a reduction.
+    "map args": """\
+        activation: ``"softmax"`` (categorical, C >= 2), ``"sigmoid"`` (binary with C == 1, or
+          multi-label with dense targets) or ``None`` (``logits`` are probabilities: categorical
+          for C >= 2, binary for C == 1).
+        class_axis: the axis of ``logits`` holding the classes (``1`` for NCHW).""",
+    "map mask args": OPTION_DOCS["ignore_index"] + "\n" + OPTION_DOCS["mask"],
+    # The region losses.
+    "region args": """\
+        smooth: added to numerator and denominator of each ratio (default 1).
+        log: use ``-ln(ratio)`` instead of ``1 - ratio``.
+        class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
+        include_background: ``False`` drops class 0 from the class mean.
+        classes: ``None`` (every class) or a static list/tuple of class indices: only those
+          classes enter the class mean (after ``include_background``).""",
+    "region absent classes": """\
+        absent_classes: what a class absent from the target of the row (a sample, or the batch
+          with ``aggregate="batch"``: :math:`\\sum g_c = 0`) contributes: ``"keep"`` (default)
+          its loss as computed, :math:`1 - s / (\\sum p_c + s)` for Dice, which penalises false
+          positives and is 0 when the class is predicted absent too (MONAI); ``"zero"`` loss 0,
+          still counted in the mean over classes (smp); ``"exclude"`` left out of the mean over
+          classes, and a row with no present class is left out of the mean over rows (as a
+          fully masked sample).""",
+    "region returns": """\
+      Returns:
+        A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses
+        for ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out of
+        the mean.""",
+    # The ready-made pairs of combine.
+    "pair args": """\
+        logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``).
+        labels: ``[B, *spatial]`` integer class indices or ``[B, *spatial, C]`` dense targets.
+        activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for both terms.
+        class_axis: the class axis of ``logits``, for both terms.
+        ignore_index: a label value whose pixels count nowhere, for both terms.
+        mask: ``[B, *spatial]`` bool or float pixel weights, for both terms.
+        axis_name: a mapped device axis, for both terms.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``), for both terms.
+        return_parts: also return ``{name: unweighted term value}``.""",
+    "pair returns": """\
+      Returns:
+        The float32 total (``[B]`` for ``reduction="none"``), or ``(total, parts)`` with
+        ``return_parts=True``.""",
+}
+
+_MARKER = re.compile(r"^(?P<indent>[ ]*)<(?P<name>[a-z][a-z0-9 _-]*)>[ ]*$", re.MULTILINE)
+
+
+def _indented(text: str, indent: str) -> str:
+    return textwrap.indent(textwrap.dedent(text), indent)
+
+
+def fill(doc: str, blocks: dict[str, str] | None = None) -> str:
+    """Replaces every ``<name>`` line of ``doc`` by its block, indented like the marker.
+
+    ``blocks`` adds blocks for this docstring alone (a generated function's options).
+    """
+    known = {**BLOCKS, **(blocks or {})}
+
+    def block(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in known:
+            raise KeyError(f"Docstring marker <{name}> names no block; known: {sorted(known)}.")
+        return _indented(known[name], match.group("indent"))
+
+    return _MARKER.sub(block, doc)
+
+
+def option_docs(names: Iterable[str]) -> str:
+    """The documentation of the shared loss options ``names``, in that order."""
+    return "\n".join(textwrap.dedent(OPTION_DOCS[name]) for name in names)
+
+
+def documented(fn: F) -> F:
+    """Fills the shared blocks named in ``fn``'s docstring (a decorator)."""
+    fn.__doc__ = fill(fn.__doc__ or "")
+    return fn
+
+
+def set_doc(fn: F, doc: str) -> F:
+    """Gives a generated function its docstring, shared blocks filled."""
+    fn.__doc__ = fill(doc)
+    return fn
