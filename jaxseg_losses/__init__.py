@@ -14,21 +14,12 @@ from jaxseg_losses import accumulate, metrics, per_sample
 from jaxseg_losses._core.checks import checked
 from jaxseg_losses._core.engine import LossDefinition, define_loss
 from jaxseg_losses._core.inputs import Inputs
-from jaxseg_losses.compose import (
-    CombinedLoss,
-    DeepSupervisionLoss,
-    combine,
-    deep_supervision,
-    dice_ce_loss,
-    dice_focal_loss,
-    get_loss,
-    iou_ce_loss,
-    parse_loss_spec,
-    register_loss,
-    registered_losses,
-)
+from jaxseg_losses.combine import CombinedLoss, combine
+from jaxseg_losses.deep_supervision import DeepSupervisionLoss, deep_supervision
 from jaxseg_losses.losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from jaxseg_losses.losses.pairs import dice_ce_loss, dice_focal_loss, iou_ce_loss
 from jaxseg_losses.losses.pixelwise import (
+    binary_cross_entropy_loss,
     cross_entropy_loss,
     cross_entropy_map,
     focal_loss,
@@ -52,6 +43,7 @@ from jaxseg_losses.losses.stats import (
     overlap_stats,
     tversky_from_stats,
 )
+from jaxseg_losses.registry import get_loss, parse_loss_spec, register_loss, registered_losses
 
 __version__ = "0.2.0"
 
@@ -62,6 +54,7 @@ __all__ = [
     "LossDefinition",
     "OverlapStats",
     "accumulate",
+    "binary_cross_entropy_loss",
     "boundary_loss",
     "checked",
     "cldice_loss",

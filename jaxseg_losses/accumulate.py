@@ -38,8 +38,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import compose
 from jaxseg_losses._core import engine
+from jaxseg_losses.combine import CombinedLoss, combine
+from jaxseg_losses.deep_supervision import DeepSupervisionLoss
 
 __all__ = ["value_and_grad"]
 
@@ -48,13 +49,13 @@ Sums = Any  # a pytree of arrays that add elementwise
 Parts = dict[str, jax.Array]
 
 
-def _as_combined(loss: Any) -> compose.CombinedLoss | compose.DeepSupervisionLoss:
+def _as_combined(loss: Any) -> CombinedLoss | DeepSupervisionLoss:
     """A :class:`~jaxseg_losses.CombinedLoss`, or one made of a single loss function."""
-    if isinstance(loss, compose.CombinedLoss | compose.DeepSupervisionLoss):
+    if isinstance(loss, CombinedLoss | DeepSupervisionLoss):
         return loss
     if callable(loss) and engine.is_described(loss):
         base, _ = engine.unwrap(loss)
-        return compose.combine({base.__name__: loss})
+        return combine({base.__name__: loss})
     raise TypeError(
         "`loss` must be a CombinedLoss from jsl.combine(...), or a loss made by "
         f"jsl.define_loss (such as jsl.dice_loss, or a partial of one); got "

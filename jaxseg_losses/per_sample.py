@@ -28,10 +28,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxseg_losses import compose
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import set_doc
-from jaxseg_losses.losses import lovasz, pixelwise, region, spatial
+from jaxseg_losses.registry import BUILTIN_LOSSES
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
 
@@ -95,41 +94,8 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
     )
 
 
-iou_loss = single_example(region.iou_loss)
-dice_loss = single_example(region.dice_loss)
-tversky_loss = single_example(region.tversky_loss)
-generalized_dice_loss = single_example(region.generalized_dice_loss)
-mcc_loss = single_example(region.mcc_loss)
-cross_entropy_loss = single_example(pixelwise.cross_entropy_loss)
-focal_loss = single_example(pixelwise.focal_loss)
-poly_cross_entropy_loss = single_example(pixelwise.poly_cross_entropy_loss)
-topk_cross_entropy_loss = single_example(pixelwise.topk_cross_entropy_loss)
-dice_ce_loss = single_example(compose.dice_ce_loss)
-dice_focal_loss = single_example(compose.dice_focal_loss)
-iou_ce_loss = single_example(compose.iou_ce_loss)
-lovasz_softmax_loss = single_example(lovasz.lovasz_softmax_loss)
-lovasz_hinge_loss = single_example(lovasz.lovasz_hinge_loss)
-boundary_loss = single_example(spatial.boundary_loss)
-hausdorff_dt_loss = single_example(spatial.hausdorff_dt_loss)
-cldice_loss = single_example(spatial.cldice_loss)
+# One variant per built-in loss, named as the loss; the table of the built-in losses is the list.
+_VARIANTS = {entry.name: single_example(entry.fn) for entry in BUILTIN_LOSSES}
+globals().update(_VARIANTS)
 
-__all__ = [
-    "boundary_loss",
-    "cldice_loss",
-    "cross_entropy_loss",
-    "dice_ce_loss",
-    "dice_focal_loss",
-    "dice_loss",
-    "focal_loss",
-    "generalized_dice_loss",
-    "hausdorff_dt_loss",
-    "iou_ce_loss",
-    "iou_loss",
-    "lovasz_hinge_loss",
-    "lovasz_softmax_loss",
-    "mcc_loss",
-    "poly_cross_entropy_loss",
-    "single_example",
-    "topk_cross_entropy_loss",
-    "tversky_loss",
-]
+__all__ = sorted([*_VARIANTS, "single_example"])  # pyright: ignore[reportUnsupportedDunderAll]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxseg_losses as jsl
-from jaxseg_losses import compose
+from jaxseg_losses import registry
 
 B, H, W, C = 2, 6, 5, 4
 
@@ -392,10 +392,10 @@ def test_parse_loss_spec_errors(spec, message):
 
 @pytest.fixture
 def scratch_registry():
-    before = dict(compose._REGISTRY)
+    before = dict(registry._REGISTRY)
     yield
-    compose._REGISTRY.clear()
-    compose._REGISTRY.update(before)
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(before)
 
 
 @pytest.mark.usefixtures("scratch_registry")

@@ -15,6 +15,8 @@ import optax
 import pytest
 
 import jaxseg_losses as jsl
+from jaxseg_losses.deep_supervision import deep_supervision_weights
+from jaxseg_losses.geometry.resize import nearest_exact_indices
 
 B, H, W, C = 2, 4, 5, 3
 P = functools.partial
@@ -282,14 +284,14 @@ def test_region_absent_classes_and_class_subsets():
 
 
 def test_deep_supervision_weights_and_nearest_exact():
-    weights = jsl.compose.deep_supervision_weights
+    weights = deep_supervision_weights
     assert weights("exp", 6) == (1.0, 0.5, 0.25, 0.125, 0.0625, 0.0625)  # MONAI
     assert weights("two", 3) == (1.0, 0.5, 0.5)
     assert weights("same", 2) == (1.0, 1.0)
     assert np.allclose(weights("nnunet", 4), np.array([8, 4, 2, 0]) / 14)  # nnU-Net v2
     assert weights([1, 0.3], 2) == (1.0, 0.3)
     # torch.nn.functional.interpolate(mode="nearest-exact") source indices.
-    index = jsl.compose.nearest_exact_indices
+    index = nearest_exact_indices
     assert index(8, 4).tolist() == [1, 3, 5, 7]
     assert index(5, 2).tolist() == [1, 3]
     assert index(7, 3).tolist() == [1, 3, 5]

@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 import jax
@@ -454,6 +454,27 @@ def bind_term(
         reduction=reduction,
         axis_name=axis_name,
     )
+
+
+def bind_terms(
+    named: Iterable[tuple[str, Any, Callable[..., Any]]],
+    *,
+    activation: str | None,
+    reduction: str,
+    axis_name: Any,
+) -> tuple[Term, ...]:
+    """Validates the shared options and binds every ``(name, weight, fn)`` of a combination."""
+    _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
+    _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
+    terms = []
+    for name, weight, fn in named:
+        check_weight(name, weight)
+        terms.append(
+            bind_term(
+                name, weight, fn, activation=activation, reduction=reduction, axis_name=axis_name
+            )
+        )
+    return tuple(terms)
 
 
 def make_term(

@@ -853,3 +853,40 @@ def focal_map(
         ignore_index=ignore_index,
         mask=mask,
     )
+
+
+@define_loss(activations=("sigmoid",))
+def binary_cross_entropy_loss(
+    *,
+    class_weights: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+) -> LossDefinition:
+    r"""The sigmoid cross-entropy, registered as ``"bce"``.
+
+    :func:`jaxseg_losses.cross_entropy_loss` with ``activation="sigmoid"`` fixed, so that a
+    combination such as ``combine("bce+dice", activation="sigmoid")`` or a softmax combination
+    with a binary side term can name it (PyTorch ``BCEWithLogitsLoss``).
+
+    Args:
+      <data args>
+      class_weights: ``[C]`` per-channel factors.
+      pos_weight: scalar or ``[C]`` weight of the positive term.
+      label_smoothing: :math:`\varepsilon \in [0, 1)`, targets pulled towards 1/2.
+      <shared options>
+
+    Returns:
+      A float32 scalar, or ``[B]`` for ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> logits = jnp.array([[[2.0], [-1.0]]])   # [B=1, P=2, C=1]
+      >>> labels = jnp.array([[1, 0]])
+      >>> total, parts = jsl.combine("bce+dice", activation="sigmoid")(logits, labels)
+      >>> print(f"{parts['bce']:.4f}")   # (ln(1 + e^-2) + ln(1 + e^-1)) / 2
+      0.2201
+    """
+    return cross_entropy_loss.definition(
+        class_weights=class_weights, pos_weight=pos_weight, label_smoothing=label_smoothing
+    )
