@@ -25,6 +25,7 @@ with smoothing 1.
 import dataclasses
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -352,40 +353,26 @@ def _jsl_impls(activation: str) -> list[Impl]:
     def add(family: str, name: str, fn: LossFn) -> None:
         impls.append(Impl(family, "jaxseg_losses", name, fn))
 
-    for family, attr in (
-        ("iou", "iou_loss"),
-        ("dice", "dice_loss"),
-        ("ce", "cross_entropy_loss"),
-        ("focal", "focal_loss"),
-    ):
+    def add_loss(family: str, attr: str, name: str | None = None, **options: Any) -> None:
+        """``jsl.<attr>(logits, labels, **common, **options)``, where the package has it."""
         loss = getattr(jsl, attr, None)
         if loss is not None:
-            add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
-    poly = getattr(jsl, "poly_cross_entropy_loss", None)
-    if poly is not None:
-        add("poly", "jsl.poly_cross_entropy_loss", lambda x, y: poly(x, y, **common))
-    topk = getattr(jsl, "topk_cross_entropy_loss", None)
-    if topk is not None:
-        add(
-            "topk",
-            "jsl.topk_cross_entropy_loss",
-            lambda x, y: topk(x, y, k=TOPK_PERCENT, **common),
-        )
-    tversky = getattr(jsl, "tversky_loss", None)
-    if tversky is not None:
-        add(
-            "tversky",
-            "jsl.tversky_loss",
-            lambda x, y: tversky(x, y, alpha=0.3, beta=0.7, **common),
-        )
-    ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
-    dice_ce = getattr(jsl, "dice_ce_loss", None)
-    if dice_ce is not None:
-        add("ce+dice", "jsl.dice_ce_loss", lambda x, y: dice_ce(x, y, **common))
+            kwargs = {**common, **options}
+            add(family, name or f"jsl.{attr}", lambda x, y: loss(x, y, **kwargs))
+
+    add_loss("iou", "iou_loss")
+    add_loss("dice", "dice_loss")
+    add_loss("ce", "cross_entropy_loss")
+    add_loss("focal", "focal_loss")
+    add_loss("poly", "poly_cross_entropy_loss")
+    add_loss("topk", "topk_cross_entropy_loss", k=TOPK_PERCENT)
+    add_loss("tversky", "tversky_loss", alpha=0.3, beta=0.7)
+    add_loss("ce+dice", "dice_ce_loss")
     combine = getattr(jsl, "combine", None)
     if combine is not None:
         combined = combine("ce+dice", **common)
         add("ce+dice", 'jsl.combine("ce+dice")', lambda x, y: combined(x, y)[0])
+    ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
     if ce is not None and dice is not None:
         add(
             "ce+dice",
@@ -393,20 +380,11 @@ def _jsl_impls(activation: str) -> list[Impl]:
             lambda x, y: ce(x, y, **common) + dice(x, y, **common),
         )
     if dice is not None and "squared_pred" in inspect.signature(dice).parameters:
-        add(
-            "dice_squared",
-            "jsl.dice_loss(squared_pred=True)",
-            lambda x, y: dice(x, y, squared_pred=True, **common),
-        )
-    for family, attr in (
-        ("mcc", "mcc_loss"),
-        ("boundary", "boundary_loss"),
-        ("hausdorff", "hausdorff_dt_loss"),
-        ("cldice", "cldice_loss"),
-    ):
-        loss = getattr(jsl, attr, None)
-        if loss is not None:
-            add(family, f"jsl.{attr}", lambda x, y, loss=loss: loss(x, y, **common))
+        add_loss("dice_squared", "dice_loss", "jsl.dice_loss(squared_pred=True)", squared_pred=True)
+    add_loss("mcc", "mcc_loss")
+    add_loss("boundary", "boundary_loss")
+    add_loss("hausdorff", "hausdorff_dt_loss")
+    add_loss("cldice", "cldice_loss")
     # Lovász-Softmax for exclusive classes, the Lovász hinge on one sigmoid channel.
     lovasz_name = "lovasz_softmax_loss" if activation == "softmax" else "lovasz_hinge_loss"
     lovasz = getattr(jsl, lovasz_name, None)

@@ -11,14 +11,8 @@ calls so that its inputs are in cache as the floor's are, each call ended by
 scores, one read of the scores as well. Writes ``results_metrics_<backend>.md`` and ``.json``.
 """
 
-import argparse
 import dataclasses
-import datetime
-import json
-import os
-import platform
-import statistics
-import time
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxseg_losses as jsl
+from benchmarks import _harness
 
 IGNORE_INDEX = 255
 IGNORED_FRACTION = 0.05
@@ -125,51 +120,32 @@ def implementations(num_classes: int) -> list[tuple[str, str, Callable[..., Any]
     ]
 
 
-def _timed(run: Callable[..., Any], args: Sequence[Any]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(run(*args))
-    return time.perf_counter() - start
-
-
 def run(case: Case, *, repeats: int, warmup: int, log: Callable[..., None] = print) -> list[dict]:
     """Compiles and times every implementation; one row each."""
     data = make_data(case)
-    compiled = []
+    runs = []
     rows = []
     for name, floor, fn, inputs in implementations(case.num_classes):
         args = [data[i] for i in inputs]
-        start = time.perf_counter()
-        program = jax.jit(fn).lower(*args).compile()
-        compile_s = time.perf_counter() - start
-        temp = None
-        try:
-            analysis = program.memory_analysis()
-            temp = None if analysis is None else int(analysis.temp_size_in_bytes)
-        except (NotImplementedError, AttributeError, RuntimeError):
-            pass
-        for _ in range(warmup):
-            _timed(program, args)
-        compiled.append((program, args))
+        program = _harness.compile_timed(fn, *args)
+        runs.append(functools.partial(program.run, *args))
+        _harness.warm_up(runs[-1:], warmup)
         rows.append(
             {
                 "impl": name,
                 "floor": f"read {floor}",
                 "inputs": {i: [list(data[i].shape), str(data[i].dtype)] for i in inputs},
                 "input_bytes": int(sum(data[i].nbytes for i in inputs)),
-                "compile_s": compile_s,
-                "temp_bytes": temp,
+                "compile_s": program.compile_s,
+                "temp_bytes": program.temp_bytes,
             }
         )
-    times: list[list[float]] = [[] for _ in compiled]
-    for _ in range(repeats):
-        for i, (program, args) in enumerate(compiled):
-            # An untimed call first: the inputs are in cache for every implementation alike
-            # (the 350 MB of logits read by one row would otherwise evict the next row's).
-            _timed(program, args)
-            times[i].append(_timed(program, args))
+    # An untimed call before each timed one: the inputs are in cache for every implementation
+    # alike (the 350 MB of logits read by one row would otherwise evict the next row's).
+    times = _harness.rounds(runs, repeats, untimed_first=True)
     for row, t in zip(rows, times, strict=True):
-        row["ms"] = 1e3 * statistics.median(t)
-        row["ms_min"] = 1e3 * min(t)
+        row["ms"] = _harness.median_ms(t)
+        row["ms_min"] = _harness.min_ms(t)
         row["repeats"] = repeats
     floors = {row["impl"]: row["ms"] for row in rows if row["impl"].startswith("read ")}
     for row in rows:
@@ -199,43 +175,10 @@ def check_counts(case: Case) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "backend": jax.default_backend(),
-        "device": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = list(os.getloadavg())
-    return info
-
-
 def markdown(result: dict[str, Any]) -> str:
-    m, case = result["machine"], result["case"]
-    lines = [
-        "# Metrics benchmark",
-        "",
-        f"- date: {m['date']}",
-        f"- machine: {m['cpu']} ({m['cpu_count']} CPUs), backend `{m['backend']}`, device "
-        f"`{m['device']}`, jax {m['jax']}, Python {m['python']}",
-        f"- load average at start / end: {m.get('load_average_at_start')} / "
-        f"{m.get('load_average_at_end')}",
-        f"- mode: {'quick' if result['quick'] else 'full'}; median of {result['repeats']} "
-        f"rounds after {result['warmup']} warm-up calls",
+    case = result["case"]
+    lines = _harness.header_lines("Metrics benchmark", result, ("jax",))
+    lines += [
         f"- batch: labels `{case['shape']}` int32, {case['num_classes']} classes, "
         f"{IGNORED_FRACTION:.0%} of the pixels ignored (255), predictions right on "
         f"{AGREEMENT:.0%}; logits `[*shape, C]` float32",
@@ -245,7 +188,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["rows"]:
-        temp = "–" if r["temp_bytes"] is None else f"{r['temp_bytes'] / 1e6:.1f}"
+        temp = _harness.megabytes(r["temp_bytes"])
         lines.append(
             f"| {r['impl']} | {r['ms']:.2f} | {r['ratio_to_floor']:.2f} ({r['floor']}) | "
             f"{r['ratio_to_labels_read']:.2f} | {r['compile_s']:.2f} | {temp} |"
@@ -254,19 +197,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/results", help="folder for the results")
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10)")
-    parser.add_argument("--warmup", type=int, default=2)
-    args = parser.parse_args(argv)
-    case = QUICK if args.quick else FULL
-    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 10)
-    info = machine()
+    parser = _harness.ArgumentParser(__doc__.split("\n")[0], repeats=10, warmup=2)
+    args = parser.parse(argv)
+    case, repeats = (QUICK if args.quick else FULL), args.repeats
+    info = _harness.machine_description()
     print(f"metrics benchmark: labels {list(case.shape)}, {case.num_classes} classes", flush=True)
     rows = run(case, repeats=repeats, warmup=args.warmup)
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_end"] = list(os.getloadavg())
+    _harness.note_load_average(info, "end")
     result = {
         "machine": info,
         "quick": args.quick,
@@ -279,8 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results_metrics_{info['backend']}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (out / f"{stem}.md").write_text(markdown(result))
+    _harness.write_results(out, stem, result, markdown(result), indent=2)
     print(f"wrote {out / stem}.md and .json")
     return result
 

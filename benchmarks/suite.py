@@ -10,12 +10,7 @@ them alike and the ratios stay meaningful; each call ends with ``block_until_rea
 
 import argparse
 import dataclasses
-import datetime
-import json
-import os
-import platform
-import statistics
-import time
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import baselines
+from benchmarks import _harness, baselines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,34 +65,6 @@ def make_data(case: Case, seed: int = 0) -> tuple[jax.Array, jax.Array]:
     return jax.block_until_ready(logits), jax.block_until_ready(labels)
 
 
-@dataclasses.dataclass
-class Compiled:
-    run: Callable[..., Any]
-    compile_s: float
-    temp_bytes: int | None
-
-
-def compile_timed(fn: Callable[..., Any], *args: Any) -> Compiled:
-    """Traces, lowers and compiles ``fn``: the executable, its compile time and temp bytes."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    temp = None
-    try:
-        analysis = compiled.memory_analysis()
-        if analysis is not None:
-            temp = int(analysis.temp_size_in_bytes)
-    except (NotImplementedError, AttributeError, RuntimeError):
-        temp = None
-    return Compiled(compiled, compile_s, temp)
-
-
-def _timed_call(run: Callable[..., Any], args: Sequence[Any]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(run(*args))
-    return time.perf_counter() - start
-
-
 def run_case(
     case: Case,
     impls: Sequence[baselines.Impl],
@@ -110,17 +77,16 @@ def run_case(
     logits, labels = make_data(case)
     args = (logits, labels)
     rows = []
-    programs = []
+    runs = []  # the fwd and the fwd+bwd program of every implementation, in turn
     for impl in impls:
-        fwd = compile_timed(impl.fn, *args)
-        fwd_bwd = compile_timed(jax.value_and_grad(impl.fn), *args)
+        fwd = _harness.compile_timed(impl.fn, *args)
+        fwd_bwd = _harness.compile_timed(jax.value_and_grad(impl.fn), *args)
         value = float(fwd.run(*args))
         grad = fwd_bwd.run(*args)[1]
         grad_finite = bool(jnp.all(jnp.isfinite(grad.astype(jnp.float32))))
-        for _ in range(warmup):
-            _timed_call(fwd.run, args)
-            _timed_call(fwd_bwd.run, args)
-        programs.append((fwd, fwd_bwd))
+        programs = [functools.partial(fwd.run, *args), functools.partial(fwd_bwd.run, *args)]
+        _harness.warm_up(programs, warmup)
+        runs += programs
         rows.append(
             {
                 "case": case.name,
@@ -140,16 +106,11 @@ def run_case(
             }
         )
     # Rounds: every implementation once per round, so load changes hit all of them alike.
-    fwd_times: list[list[float]] = [[] for _ in impls]
-    fwd_bwd_times: list[list[float]] = [[] for _ in impls]
-    for _ in range(repeats):
-        for i, (fwd, fwd_bwd) in enumerate(programs):
-            fwd_times[i].append(_timed_call(fwd.run, args))
-            fwd_bwd_times[i].append(_timed_call(fwd_bwd.run, args))
-    for row, f_times, fb_times in zip(rows, fwd_times, fwd_bwd_times, strict=True):
-        row["fwd_ms"] = 1e3 * statistics.median(f_times)
-        row["fwd_bwd_ms"] = 1e3 * statistics.median(fb_times)
-        row["fwd_bwd_ms_min"] = 1e3 * min(fb_times)
+    times = _harness.rounds(runs, repeats)
+    for row, f_times, fb_times in zip(rows, times[0::2], times[1::2], strict=True):
+        row["fwd_ms"] = _harness.median_ms(f_times)
+        row["fwd_bwd_ms"] = _harness.median_ms(fb_times)
+        row["fwd_bwd_ms_min"] = _harness.min_ms(fb_times)
         row["repeats"] = repeats
         row["achieved_gbps"] = row["logits_bytes"] / (row["fwd_bwd_ms"] * 1e-3) / 1e9
     _add_ratios(rows)
@@ -157,8 +118,8 @@ def run_case(
     for row in rows:
         log(
             f"  {row['impl']:<45} fwd {row['fwd_ms']:9.3f} ms  fwd+bwd {row['fwd_bwd_ms']:9.3f} ms"
-            f"  x floor {_fmt(row['ratio_floor'], '.2f')}"
-            f"  x optax {_fmt(row['ratio_optax'], '.2f')}",
+            f"  x floor {_harness.fmt(row['ratio_floor'], '.2f')}"
+            f"  x optax {_harness.fmt(row['ratio_optax'], '.2f')}",
             flush=True,
         )
     return rows
@@ -187,48 +148,18 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def machine_description() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    device = jax.devices()[0]
-    info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "backend": jax.default_backend(),
-        "device": device.device_kind,
-        "jax": jax.__version__,
-    }
+    """What the numbers were measured on, with optax's version."""
     try:
         import optax
 
-        info["optax"] = optax.__version__
+        optax_version = optax.__version__
     except ImportError:
-        info["optax"] = None
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = list(os.getloadavg())
-    return info
+        optax_version = None
+    return _harness.machine_description({"optax": optax_version})
 
 
 # ----------------------------------------------------------------------------------------------
 # Reports.
-
-
-def _fmt(x: Any, spec: str) -> str:
-    return "–" if x is None else format(x, spec)
-
-
-def _mb(x: int | None) -> str:
-    return "–" if x is None else f"{x / 1e6:.1f}"
 
 
 def target_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -238,9 +169,7 @@ def target_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     def target(name: str, bound: float, achieved: float | None) -> None:
         if achieved is not None:
-            out.append(
-                {"target": name, "bound": bound, "achieved": achieved, "met": achieved <= bound}
-            )
+            out.append(_harness.target(name, bound, achieved))
 
     def time_of(impl: str) -> float | None:
         return ref[impl]["fwd_bwd_ms"] if impl in ref else None
@@ -273,31 +202,13 @@ def target_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown_report(result: dict[str, Any], peak_gbps: float | None) -> str:
     """The results as markdown: machine, target check, one table per case."""
-    machine = result["machine"]
-    lines = [
-        "# Benchmark results",
-        "",
-        f"- date: {machine['date']}",
-        f"- machine: {machine['cpu']} ({machine['cpu_count']} CPUs), backend "
-        f"`{machine['backend']}`, device `{machine['device']}`",
-        f"- jax {machine['jax']}, optax {machine['optax']}, Python {machine['python']}",
-        f"- mode: {'quick' if result['quick'] else 'full'}; median of {result['repeats']} rounds "
-        f"after {result['warmup']} warm-up calls",
-    ]
-    if machine.get("load_average_at_start") is not None:
-        lines.append(
-            f"- load average at start / end: {machine['load_average_at_start']} / "
-            f"{machine.get('load_average_at_end')}"
-        )
+    lines = _harness.header_lines("Benchmark results", result, ("jax", "optax"))
     if peak_gbps:
         lines.append(f"- peak memory bandwidth assumed: {peak_gbps:g} GB/s")
     lines += ["", "## Targets (reference case, fwd+bwd)", ""]
     targets = result["targets"]
     if targets:
-        lines += ["| target | bound | achieved | met |", "| --- | --- | --- | --- |"]
-        for t in targets:
-            met = "yes" if t["met"] else "**no**"
-            lines.append(f"| {t['target']} | ≤ {t['bound']:g} | {t['achieved']:.3f} | {met} |")
+        lines += _harness.targets_table(targets)
     else:
         lines.append("(the reference case was not run)")
     header = (
@@ -321,12 +232,12 @@ def markdown_report(result: dict[str, Any], peak_gbps: float | None) -> str:
                 f"{r['impl']}" if r["source"] != "jaxseg_losses" else f"**{r['impl']}**",
                 f"{r['fwd_ms']:.2f}",
                 f"{r['fwd_bwd_ms']:.2f}",
-                _fmt(r.get("ratio_floor"), ".2f"),
-                _fmt(r["ratio_optax"], ".2f"),
-                _fmt(r["ratio_plain_jnp"], ".2f"),
+                _harness.fmt(r.get("ratio_floor"), ".2f"),
+                _harness.fmt(r["ratio_optax"], ".2f"),
+                _harness.fmt(r["ratio_plain_jnp"], ".2f"),
                 f"{r['compile_fwd_bwd_s']:.2f}",
-                _mb(temp),
-                _fmt(None if temp is None else temp / r["logits_bytes"], ".2f"),
+                _harness.megabytes(temp),
+                _harness.fmt(None if temp is None else temp / r["logits_bytes"], ".2f"),
                 f"{r['achieved_gbps']:.1f}",
             ]
             if peak_gbps:
@@ -430,11 +341,8 @@ def plot(result: dict[str, Any], path: Path) -> bool:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds (smoke test)")
-    parser.add_argument("--out", default="benchmarks/results", help="output folder")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 10)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls (default 2)")
+    """The options; ``repeats`` and ``warmup`` filled in (10 and 2, or 2 and 1 with --quick)."""
+    parser = _harness.ArgumentParser(__doc__.splitlines()[0], repeats=10, warmup=2, quick_warmup=1)
     parser.add_argument(
         "--peak-gbps",
         type=float,
@@ -449,14 +357,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--families", default=",".join(baselines.FAMILIES), help="loss families to run"
     )
     parser.add_argument("--tag", default="", help="suffix of the output file names")
-    return parser.parse_args(argv)
+    return parser.parse(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs the matrix and writes ``results{tag}.md``, ``.json`` and ``.png`` under ``--out``."""
     args = parse_args(argv)
-    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 10)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    repeats, warmup = args.repeats, args.warmup
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
     if args.cases:
         wanted = args.cases.split(",")
@@ -470,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     machine = machine_description()
-    print(f"# {machine['cpu']} | {machine['backend']} {machine['device']} | jax {machine['jax']}")
+    print(_harness.machine_line(machine))
     rows: list[dict[str, Any]] = []
     for name, shape, activation in shapes:
         every_impl = baselines.implementations(activation, families)
@@ -487,9 +394,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows += run_case(case, impls, repeats=repeats, warmup=warmup)
             # Partial results after every case, so a run cut short still leaves its numbers.
             partial = {"machine": machine, "quick": args.quick, "partial": True, "rows": rows}
-            (out / f"results{args.tag}.json").write_text(json.dumps(partial, indent=1) + "\n")
-    if hasattr(os, "getloadavg"):
-        machine["load_average_at_end"] = list(os.getloadavg())
+            _harness.write_json(out / f"results{args.tag}.json", partial)
+    _harness.note_load_average(machine, "end")
     result: dict[str, Any] = {
         "machine": machine,
         "quick": args.quick,
@@ -500,10 +406,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     result["targets"] = target_summary(rows)
     stem = f"results{args.tag}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown_report(result, args.peak_gbps))
+    _harness.write_results(out, stem, result, markdown_report(result, args.peak_gbps))
     result["plot"] = str(out / f"{stem}.png") if plot(result, out / f"{stem}.png") else None
-    for t in result["targets"]:
-        print(f"target {t['target']}: {t['achieved']:.3f} (≤ {t['bound']:g}) met={t['met']}")
+    _harness.print_targets(result["targets"])
     print(f"wrote {out / stem}.{{md,json,png}}")
     return result

@@ -22,12 +22,6 @@ rounds (after warm-up calls), the JAX programs' compile time and temporary memor
 """
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +34,7 @@ import scipy.ndimage as ndi
 import scipy.spatial
 
 import jaxseg_losses as jsl
+from benchmarks import _harness
 
 FULL = {"edt": (128, 128, 128), "hd95": (2, 96, 96, 96), "classes": 4}
 QUICK = {"edt": (24, 24, 24), "hd95": (1, 16, 16, 16), "classes": 3}
@@ -154,34 +149,12 @@ def host_hd95(
 # Timing.
 
 
-def _compiled(fn: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], float, int | None]:
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    temp = None
-    try:
-        analysis = compiled.memory_analysis()
-        if analysis is not None:
-            temp = int(analysis.temp_size_in_bytes)
-    except (NotImplementedError, AttributeError, RuntimeError):
-        temp = None
-    return compiled, compile_s, temp
-
-
 def _interleaved(
     runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Seconds per call of every run, each round calling every run once in turn."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
+    _harness.warm_up(runs.values(), warmup)
+    return dict(zip(runs, _harness.rounds(list(runs.values()), repeats), strict=True))
 
 
 def _row(case: str, impl: str, source: str, seconds: list[float], **extra: Any) -> dict[str, Any]:
@@ -189,8 +162,8 @@ def _row(case: str, impl: str, source: str, seconds: list[float], **extra: Any) 
         "case": case,
         "impl": impl,
         "source": source,
-        "median_ms": 1e3 * statistics.median(seconds),
-        "min_ms": 1e3 * min(seconds),
+        "median_ms": _harness.median_ms(seconds),
+        "min_ms": _harness.min_ms(seconds),
         "times_ms": [1e3 * s for s in seconds],
         "compile_s": None,
         "temp_bytes": None,
@@ -202,18 +175,16 @@ def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[s
     rows = []
     masks = edt_masks(shape)
     # One program serves every mask of the shape: compiled (and its compile time counted) once.
-    compiled, compile_s, temp = _compiled(
-        jsl.metrics.distance_transform, jnp.asarray(masks["balls"])
-    )
+    program = _harness.compile_timed(jsl.metrics.distance_transform, jnp.asarray(masks["balls"]))
     for name, mask in masks.items():
         case = f"edt {name} {list(shape)}"
         device_mask = jax.block_until_ready(jnp.asarray(mask))
-        ours = np.asarray(compiled(device_mask))
+        ours = np.asarray(program.run(device_mask))
         expected = ndi.distance_transform_edt(mask)
         error = float(np.max(np.abs(ours - expected)))
         times = _interleaved(
             {
-                "jsl": lambda m=device_mask, c=compiled: jax.block_until_ready(c(m)),
+                "jsl": lambda m=device_mask: program.run(m),
                 "scipy": lambda m=mask: ndi.distance_transform_edt(m),
             },
             repeats=repeats,
@@ -227,8 +198,8 @@ def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[s
             max_abs_error=error,
             input_bytes=int(mask.size * 4),
         )
-        mine["compile_s"] = compile_s if not rows else None
-        mine["temp_bytes"] = temp
+        mine["compile_s"] = program.compile_s if not rows else None
+        mine["temp_bytes"] = program.temp_bytes
         reference = _row(case, "scipy.ndimage.distance_transform_edt", "host", times["scipy"])
         mine["ratio"] = mine["median_ms"] / reference["median_ms"]
         reference["ratio"] = 1.0
@@ -249,13 +220,13 @@ def run_hd95(
             p, g, num_classes=num_classes, percentile=PERCENTILE, spacing=SPACING
         )
 
-    compiled, compile_s, temp = _compiled(ours, *device)
-    value = np.asarray(compiled(*device))
+    program = _harness.compile_timed(ours, *device)
+    value = np.asarray(program.run(*device))
     by_edt = host_hd95(predictions, labels, num_classes, SPACING, _directed_edt)
     by_tree = host_hd95(predictions, labels, num_classes, SPACING, _directed_kdtree)
     times = _interleaved(
         {
-            "jsl": lambda: jax.block_until_ready(compiled(*device)),
+            "jsl": lambda: program.run(*device),
             "edt": lambda: host_hd95(predictions, labels, num_classes, SPACING, _directed_edt),
             "kdtree": lambda: host_hd95(
                 predictions, labels, num_classes, SPACING, _directed_kdtree
@@ -276,7 +247,7 @@ def run_hd95(
         _row(case, "MONAI-style, scipy EDT (host)", "host", times["edt"], values=by_edt.tolist()),
         _row(case, "MONAI-style, cKDTree (host)", "host", times["kdtree"], values=by_tree.tolist()),
     ]
-    rows[0]["compile_s"], rows[0]["temp_bytes"] = compile_s, temp
+    rows[0]["compile_s"], rows[0]["temp_bytes"] = program.compile_s, program.temp_bytes
     reference = rows[1]["median_ms"]
     for row in rows:
         row["ratio"] = row["median_ms"] / reference
@@ -292,30 +263,9 @@ def run_hd95(
 
 
 def machine_description() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                cpu,
-            )
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "backend": jax.default_backend(),
-        "device": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "scipy": scipy.__version__,
-        "numpy": np.__version__,
-    }
-    if hasattr(os, "getloadavg"):
-        info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    return info
+    """What the numbers were measured on, with scipy's and numpy's versions."""
+    versions = {"scipy": scipy.__version__, "numpy": np.__version__}
+    return _harness.machine_description(versions, load_digits=2)
 
 
 def targets(rows: Sequence[dict[str, Any]], backend: str) -> list[dict[str, Any]]:
@@ -331,44 +281,19 @@ def targets(rows: Sequence[dict[str, Any]], backend: str) -> list[dict[str, Any]
         bound = 2.0 if backend == "cpu" else 0.1
         reference = "scipy EDT" if edt else "MONAI-style scipy EDT"
         out.append(
-            {
-                "target": f"{row['case']}: {row['impl']} / {reference}",
-                "bound": bound,
-                "achieved": row["ratio"],
-                "met": row["ratio"] <= bound,
-            }
+            _harness.target(f"{row['case']}: {row['impl']} / {reference}", bound, row["ratio"])
         )
     return out
 
 
 def markdown_report(result: dict[str, Any]) -> str:
-    machine = result["machine"]
-    lines = [
-        "# Surface-metric benchmark results",
-        "",
-        f"- date: {machine['date']}",
-        f"- machine: {machine['cpu']} ({machine['cpu_count']} CPUs), backend "
-        f"`{machine['backend']}`, device `{machine['device']}`",
-        f"- jax {machine['jax']}, scipy {machine['scipy']}, numpy {machine['numpy']}, Python "
-        f"{machine['python']}",
-        f"- mode: {'quick' if result['quick'] else 'full'}; median of {result['repeats']} rounds "
-        f"after {result['warmup']} warm-up calls; HD95 spacing {list(SPACING)}",
-    ]
-    if machine.get("load_average_at_start") is not None:
-        lines.append(
-            f"- load average at start / end: {machine['load_average_at_start']} / "
-            f"{machine.get('load_average_at_end')}"
-        )
-    lines += [
-        "",
-        "## Targets",
-        "",
-        "| target | bound | achieved | met |",
-        "| --- | --- | --- | --- |",
-    ]
-    for t in result["targets"]:
-        met = "yes" if t["met"] else "**no**"
-        lines.append(f"| {t['target']} | ≤ {t['bound']:g} | {t['achieved']:.3f} | {met} |")
+    lines = _harness.header_lines(
+        "Surface-metric benchmark results",
+        result,
+        ("jax", "scipy", "numpy"),
+        mode_note=f"; HD95 spacing {list(SPACING)}",
+    )
+    lines += ["", "## Targets", "", *_harness.targets_table(result["targets"])]
     lines += [
         "",
         "## Measurements",
@@ -384,8 +309,8 @@ def markdown_report(result: dict[str, Any]) -> str:
             check = f"max difference vs scipy EDT {r['max_abs_difference']:.1e}"
         else:
             check = ""
-        compile_s = "–" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
-        temp = "–" if r["temp_bytes"] is None else f"{r['temp_bytes'] / 2**20:.1f}"
+        compile_s = _harness.fmt(r["compile_s"], ".2f")
+        temp = _harness.megabytes(r["temp_bytes"], unit=2**20)
         name = f"**{r['impl']}**" if r["source"] == "jaxseg_losses" else r["impl"]
         lines.append(
             f"| {r['case']} | {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | "
@@ -403,30 +328,25 @@ def markdown_report(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results", help="output directory")
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, 2 rounds")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per case")
+    """The options; ``repeats`` and ``warmup`` filled in (7 and 1, or 2 and 1 with --quick)."""
+    parser = _harness.ArgumentParser(__doc__.splitlines()[0], repeats=7, warmup=1)
     parser.add_argument("--tag", default=None, help="suffix of the output names (_<backend>)")
-    return parser.parse_args(argv)
+    return parser.parse(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Runs both cases and writes ``results_surface{tag}.md`` and ``.json`` under ``--out``."""
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
-    warmup = args.warmup if args.warmup is not None else 1
+    repeats, warmup = args.repeats, args.warmup
     tag = args.tag if args.tag is not None else f"_{jax.default_backend()}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
-    print(f"# {machine['cpu']} | {machine['backend']} {machine['device']} | jax {machine['jax']}")
+    print(_harness.machine_line(machine))
     rows = run_edt(sizes["edt"], repeats=repeats, warmup=warmup)
     rows += run_hd95(sizes["hd95"], sizes["classes"], repeats=repeats, warmup=warmup)
-    if hasattr(os, "getloadavg"):
-        machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    _harness.note_load_average(machine, "end", digits=2)
     result: dict[str, Any] = {
         "machine": machine,
         "quick": args.quick,
@@ -436,10 +356,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "targets": targets(rows, machine["backend"]),
     }
     stem = f"results_surface{tag}"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown_report(result))
-    for t in result["targets"]:
-        print(f"target {t['target']}: {t['achieved']:.3f} (≤ {t['bound']:g}) met={t['met']}")
+    _harness.write_results(out, stem, result, markdown_report(result))
+    _harness.print_targets(result["targets"])
     print(f"wrote {out / stem}.{{md,json}}")
     return result
 
