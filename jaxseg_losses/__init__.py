@@ -16,14 +16,13 @@ from jaxseg_losses._core.engine import LossDefinition, define_loss
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.combine import CombinedLoss, combine
 from jaxseg_losses.deep_supervision import DeepSupervisionLoss, deep_supervision
+from jaxseg_losses.losses.focal import focal_loss, focal_map
 from jaxseg_losses.losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
 from jaxseg_losses.losses.pairs import dice_ce_loss, dice_focal_loss, iou_ce_loss
 from jaxseg_losses.losses.pixelwise import (
     binary_cross_entropy_loss,
     cross_entropy_loss,
     cross_entropy_map,
-    focal_loss,
-    focal_map,
     poly_cross_entropy_loss,
     topk_cross_entropy_loss,
 )

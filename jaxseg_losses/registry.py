@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jaxseg_losses.losses import lovasz, pairs, pixelwise, region, spatial
+from jaxseg_losses.losses import focal, lovasz, pairs, pixelwise, region, spatial
 
 LossFn = Callable[..., Any]
 
@@ -68,7 +68,7 @@ BUILTIN_LOSSES: tuple[BuiltinLoss, ...] = (
     BuiltinLoss(region.mcc_loss, "region", _named("mcc"), "mcc"),
     BuiltinLoss(pixelwise.cross_entropy_loss, "pixelwise", _named("ce"), "ce"),
     BuiltinLoss(pixelwise.binary_cross_entropy_loss, "pixelwise", _named("bce")),
-    BuiltinLoss(pixelwise.focal_loss, "pixelwise", _named("focal"), "focal"),
+    BuiltinLoss(focal.focal_loss, "focal", _named("focal"), "focal"),
     BuiltinLoss(pixelwise.poly_cross_entropy_loss, "pixelwise", _named("poly"), "poly"),
     BuiltinLoss(
         pixelwise.topk_cross_entropy_loss, "pixelwise", _named("topk"), "topk", {"k": 10.0}

@@ -17,7 +17,7 @@ import jax
 
 from jaxseg_losses._core import engine
 from jaxseg_losses._core.docs import documented
-from jaxseg_losses.losses import pixelwise, region
+from jaxseg_losses.losses import focal, pixelwise, region
 
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Any]
@@ -178,7 +178,7 @@ def dice_focal_loss(
         labels,
         {
             "dice": (dice_weight, region.dice_loss, dice_options),
-            "focal": (focal_weight, pixelwise.focal_loss, focal_options),
+            "focal": (focal_weight, focal.focal_loss, focal_options),
         },
         activation=activation,
         class_axis=class_axis,
