@@ -12,7 +12,8 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 
 from jaxseg_losses import accumulate, metrics, per_sample
 from jaxseg_losses._core.checks import checked
-from jaxseg_losses._core.engine import LossDefinition, define_loss
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.combine import CombinedLoss, combine
 from jaxseg_losses.deep_supervision import DeepSupervisionLoss, deep_supervision

@@ -380,3 +380,19 @@ def checked(fn: F) -> F:
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_num_classes(num_classes: Any, *, none_allowed: bool = False) -> int:
+    """Returns a number of classes: a Python int of at least 1, a static shape.
+
+    ``none_allowed`` only words the error for an argument that may also be ``None`` (the
+    caller reads ``None`` itself before calling).
+    """
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool):
+        expected = "a Python int (a static shape)" + (" or None" if none_allowed else "")
+        raise TypeError(
+            f"`num_classes` must be {expected}; got {type(num_classes).__name__} {num_classes!r}."
+        )
+    if num_classes < 1:
+        raise ValueError(f"`num_classes` must be at least 1; got {num_classes}.")
+    return int(num_classes)

@@ -20,7 +20,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxseg_losses._core import checks as _checks
-from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.definition import divide
 
 ABSENT_CLASSES = ("keep", "zero", "exclude")
 GENERALIZED_DICE_WEIGHTS = ("square", "simple", "uniform")

@@ -99,16 +99,19 @@ def _indented(text: str, indent: str) -> str:
     return textwrap.indent(textwrap.dedent(text), indent)
 
 
-def fill(doc: str, blocks: dict[str, str] | None = None) -> str:
+def fill(doc: str, blocks: dict[str, str] | None = None, *, strict: bool = True) -> str:
     """Replaces every ``<name>`` line of ``doc`` by its block, indented like the marker.
 
-    ``blocks`` adds blocks for this docstring alone (a generated function's options).
+    ``blocks`` adds blocks for this docstring alone (a generated function's options). An unknown
+    marker is an error, unless ``strict=False`` (a user's docstring, left as written).
     """
     known = {**BLOCKS, **(blocks or {})}
 
     def block(match: re.Match[str]) -> str:
         name = match.group("name")
         if name not in known:
+            if not strict:
+                return match.group(0)
             raise KeyError(f"Docstring marker <{name}> names no block; known: {sorted(known)}.")
         return _indented(known[name], match.group("indent"))
 
@@ -130,3 +133,54 @@ def set_doc(fn: F, doc: str) -> F:
     """Gives a generated function its docstring, shared blocks filled."""
     fn.__doc__ = fill(doc)
     return fn
+
+
+# The metrics: the options every score of counts shares, and the arguments every surface metric
+# shares (each surface metric writes its own arguments between the two surface blocks).
+BLOCKS.update(
+    {
+        "score args": """\
+      counts: :class:`Counts` ``[B, C]`` from :func:`overlap_counts` (or summed: ``[C]`` pooled
+        over images, ``[B, 1]`` over classes, ``[]`` over both), or a confusion matrix
+        ``[..., C, C]`` (rows true, columns predicted).
+      reduction: ``"none"`` (every score, ``[..., C]``) or a reduction of :func:`reduce`:
+        ``"mean"`` (over the classes of each image, then over images), ``"mean_batch"``,
+        ``"mean_channel"``, ``"mean_all"``, ``"mean_batch_channel"`` and their sums.
+      include_background: ``False`` leaves class 0 out (of the result and of every mean).
+      classes: a sequence of class indices to keep, e.g. ``(1, 2)`` (all by default).
+      class_weights: ``[C]`` non-negative weights of the classes where classes are averaged,
+        or ``"support"``: each class of each image (or of pooled counts) weighs its number of
+        ground-truth pixels (scikit-learn's and torchmetrics' ``average="weighted"``).
+      zero_division: the value of an undefined score (a 0/0 in its definition); NaN by
+        default, which the reductions skip.
+      ignore_empty: ``True`` makes the score NaN wherever the ground truth holds no pixel of the
+        class, whatever the prediction (MONAI's ``ignore_empty``).
+      return_count: also return how many defined values each result averages or sums.""",
+        "score returns": """\
+    Returns:
+      ``[..., C]`` float32 scores (float64 under x64 for exact counts) for
+      ``reduction="none"``, else the reduced value (see :func:`reduce`); with
+      ``return_count=True``, a pair ``(value, count)`` with an int32 count of the same shape.""",
+        "surface args": """\
+      predictions: the predicted segmentation: integer class indices ``[B, *spatial]`` (with
+        ``num_classes``), or boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves
+        C); 1, 2 or 3 spatial axes.
+      labels: the ground truth, in either form (each argument's dtype decides its form); the
+        same ``[B, *spatial]`` and ``C`` as ``predictions``.
+      num_classes: :math:`C` for integer label maps (a label outside ``[0, C)`` belongs to no
+        class); ``None`` or equal to the class axis for one-hot masks.""",
+        "surface options": """\
+      spacing: the voxel size: a scalar, ``[D]`` (one value per spatial axis) or ``[B, D]`` (one
+        row per image); positive and finite. ``None`` is 1 along every axis.
+      include_background: ``False`` (the default, as in MONAI) drops class 0 from the result.
+      class_axis: the class axis of one-hot masks (``1`` for ``[B, C, *spatial]``).
+      distance_metric: ``"euclidean"`` (default), ``"taxicab"`` (:math:`\\sum_a s_a
+        |\\Delta_a|`) or ``"chessboard"`` (:math:`\\max_a s_a |\\Delta_a|`); all three scale each
+        axis by its spacing (MONAI ignores ``spacing`` for the last two; with ``spacing=None``
+        they agree).""",
+        "surface returns": """\
+    Returns:
+      ``[B, C]`` float32, one value per image and class (``[B, C - 1]``, classes ``1 .. C-1``,
+      with ``include_background=False``).""",
+    }
+)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -408,6 +408,27 @@ class Inputs:
         return pixel_map.reshape((pixel_map.shape[0], *self.spatial_shape))
 
 
+class _Layout(NamedTuple):
+    """Where the classes and pixels of the logits are: what the labels and mask must match."""
+
+    class_axis: int  # of the logits as given
+    label_shape: tuple[int, ...]  # the logits' shape without the class axis: [B, *spatial]
+    batch: int
+    spatial: tuple[int, ...]
+    num_classes: int
+    dtype: Any  # the compute dtype
+
+
+class _Labels(NamedTuple):
+    """Labels made safe: integer indices (or dense targets), and what their pixels are."""
+
+    safe_labels: jax.Array | None  # [B, P] int32, 0 at ignored and invalid pixels
+    targets: jax.Array | None  # [B, P, C] dense targets
+    ignored: jax.Array | None  # [B, P] bool, label == ignore_index
+    invalid: jax.Array | None  # [B, P] bool, neither a class nor ignore_index
+    num_labels: int  # the valid labels are [0, num_labels)
+
+
 def prepare(
     logits: Any,
     labels: Any,
@@ -421,6 +442,32 @@ def prepare(
     _checks.check_choice("activation", activation, _checks.ACTIVATIONS)
     _checks.check_label_value("ignore_index", ignore_index)
     logits = _checks.as_float_array("logits", logits)
+    layout = _layout(logits, activation, class_axis)
+    channels_last = jnp.moveaxis(logits, layout.class_axis, -1)
+    flat_logits = channels_last.reshape(layout.batch, -1, layout.num_classes).astype(layout.dtype)
+    labels = jnp.asarray(labels)
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        prepared = _dense_targets(labels, logits, layout, ignore_index)
+    elif jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
+        prepared = _integer_labels(labels, logits, layout, activation, ignore_index)
+    else:
+        raise TypeError(
+            f"`labels` must be integer class indices or dense float targets; got dtype "
+            f"{labels.dtype}."
+        )
+    weights = _pixel_weights(mask, layout, prepared.ignored)
+    weights = _checked_values(logits, labels, weights, layout, prepared, activation, ignore_index)
+    return Inputs(
+        logits=flat_logits,
+        labels=prepared.safe_labels,
+        targets=prepared.targets,
+        weights=weights,
+        spatial_shape=layout.spatial,
+        activation=activation,
+    )
+
+
+def _layout(logits: jax.Array, activation: str | None, class_axis: int) -> _Layout:
     _checks.check_min_rank("logits", logits, 2, "[batch, *spatial, num_classes]")
     axis = _checks.normalize_axis("class_axis", class_axis, logits.ndim)
     if axis == 0:
@@ -432,101 +479,131 @@ def prepare(
             f"shape {tuple(logits.shape)} with {num_classes} channel. For binary segmentation "
             "with one channel use activation='sigmoid'."
         )
-    channels_last = jnp.moveaxis(logits, axis, -1)
-    dtype = compute_dtype(logits.dtype)
-    batch, *spatial = channels_last.shape[:-1]
-    flat_logits = channels_last.reshape(batch, -1, num_classes).astype(dtype)
-
     label_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
-    labels = jnp.asarray(labels)
-    invalid = None
-    if jnp.issubdtype(labels.dtype, jnp.floating):
-        if ignore_index is not None:
-            raise ValueError(
-                "`ignore_index` applies to integer labels; dense float targets were given. Pass "
-                "`mask` to exclude pixels from dense targets."
-            )
-        _checks.check_shape(
-            "labels",
-            labels,
-            tuple(logits.shape),
-            hint="Dense float targets (one-hot or soft) must match the logits, class axis "
-            "included; integer class indices have the logits' shape without the class axis.",
-        )
-        targets = jnp.moveaxis(labels, axis, -1).reshape(batch, -1, num_classes).astype(dtype)
-        safe_labels = None
-        ignored = None
-    elif jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_:
-        hint = ""
-        singleton = [
-            a
-            for a in range(1, labels.ndim)
-            if labels.ndim == logits.ndim
-            and labels.shape[a] == 1
-            and tuple(labels.shape[:a] + labels.shape[a + 1 :]) == label_shape
-        ]
-        if singleton:
-            hint = (
-                f"Integer labels are class indices without a class axis: squeeze axis "
-                f"{singleton[0]} (`labels.squeeze({singleton[0]})`; the PyTorch habit "
-                "[B, 1, H, W] is `labels[:, 0]`)."
-            )
-        elif tuple(labels.shape) == tuple(logits.shape):
-            hint = (
-                "Integer labels are class indices without a class axis; squeeze it, or cast "
-                "one-hot targets to float to pass them as dense targets."
-            )
-        _checks.check_shape("labels", labels, label_shape, hint=hint)
-        if activation == "sigmoid" and num_classes > 1:
-            raise ValueError(
-                f"activation='sigmoid' with {num_classes} channels is multi-label segmentation and "
-                "needs dense float targets of the logits' shape; got integer labels of shape "
-                f"{tuple(labels.shape)}. Use activation='softmax' for exclusive classes; a binary "
-                "loss (such as lovasz_hinge_loss) needs logits with 1 channel."
-            )
-        flat = labels.reshape(batch, -1).astype(jnp.int32)
-        ignored = None if ignore_index is None else flat == ignore_index
-        # A single channel is one binary problem: its labels are 0 and 1.
-        num_labels = max(num_classes, 2)
-        in_range = (flat >= 0) & (flat < num_labels)
-        invalid = ~in_range if ignored is None else ~in_range & ~ignored
-        # Ignored and invalid pixels get label 0 *before* any gather: no index is ever out of
-        # range, and their weight (0, or NaN) says what they are.
-        safe_labels = jnp.where(in_range, flat, 0)
-        targets = None
-    else:
-        raise TypeError(
-            f"`labels` must be integer class indices or dense float targets; got dtype "
-            f"{labels.dtype}."
-        )
+    return _Layout(
+        class_axis=axis,
+        label_shape=label_shape,
+        batch=label_shape[0],
+        spatial=label_shape[1:],
+        num_classes=num_classes,
+        dtype=compute_dtype(logits.dtype),
+    )
 
-    weights = jnp.ones((batch, flat_logits.shape[1]), dtype)
+
+def _dense_targets(
+    labels: jax.Array, logits: jax.Array, layout: _Layout, ignore_index: int | None
+) -> _Labels:
+    if ignore_index is not None:
+        raise ValueError(
+            "`ignore_index` applies to integer labels; dense float targets were given. Pass "
+            "`mask` to exclude pixels from dense targets."
+        )
+    _checks.check_shape(
+        "labels",
+        labels,
+        tuple(logits.shape),
+        hint="Dense float targets (one-hot or soft) must match the logits, class axis "
+        "included; integer class indices have the logits' shape without the class axis.",
+    )
+    targets = jnp.moveaxis(labels, layout.class_axis, -1)
+    targets = targets.reshape(layout.batch, -1, layout.num_classes).astype(layout.dtype)
+    return _Labels(None, targets, None, None, layout.num_classes)
+
+
+def _label_shape_hint(labels: jax.Array, logits: jax.Array, label_shape: tuple[int, ...]) -> str:
+    """What to do when integer labels carry a class axis (PyTorch's ``[B, 1, H, W]`` habit)."""
+    singleton = [
+        a
+        for a in range(1, labels.ndim)
+        if labels.ndim == logits.ndim
+        and labels.shape[a] == 1
+        and tuple(labels.shape[:a] + labels.shape[a + 1 :]) == label_shape
+    ]
+    if singleton:
+        return (
+            f"Integer labels are class indices without a class axis: squeeze axis "
+            f"{singleton[0]} (`labels.squeeze({singleton[0]})`; the PyTorch habit "
+            "[B, 1, H, W] is `labels[:, 0]`)."
+        )
+    if tuple(labels.shape) == tuple(logits.shape):
+        return (
+            "Integer labels are class indices without a class axis; squeeze it, or cast "
+            "one-hot targets to float to pass them as dense targets."
+        )
+    return ""
+
+
+def _integer_labels(
+    labels: jax.Array,
+    logits: jax.Array,
+    layout: _Layout,
+    activation: str | None,
+    ignore_index: int | None,
+) -> _Labels:
+    hint = _label_shape_hint(labels, logits, layout.label_shape)
+    _checks.check_shape("labels", labels, layout.label_shape, hint=hint)
+    num_classes = layout.num_classes
+    if activation == "sigmoid" and num_classes > 1:
+        raise ValueError(
+            f"activation='sigmoid' with {num_classes} channels is multi-label segmentation and "
+            "needs dense float targets of the logits' shape; got integer labels of shape "
+            f"{tuple(labels.shape)}. Use activation='softmax' for exclusive classes; a binary "
+            "loss (such as lovasz_hinge_loss) needs logits with 1 channel."
+        )
+    flat = labels.reshape(layout.batch, -1).astype(jnp.int32)
+    ignored = None if ignore_index is None else flat == ignore_index
+    # A single channel is one binary problem: its labels are 0 and 1.
+    num_labels = max(num_classes, 2)
+    in_range = (flat >= 0) & (flat < num_labels)
+    invalid = ~in_range if ignored is None else ~in_range & ~ignored
+    # Ignored and invalid pixels get label 0 *before* any gather: no index is ever out of
+    # range, and their weight (0, or NaN) says what they are.
+    return _Labels(jnp.where(in_range, flat, 0), None, ignored, invalid, num_labels)
+
+
+def _pixel_weights(mask: Any, layout: _Layout, ignored: jax.Array | None) -> jax.Array:
+    """``[B, P]`` weights: the mask (1 without one), 0 where the label is ``ignore_index``."""
+    dtype = layout.dtype
+    weights = jnp.ones((layout.batch, math.prod(layout.spatial)), dtype)
     if mask is not None:
         mask = jnp.asarray(mask)
         _checks.check_shape(
-            "mask", mask, label_shape, hint="A mask has one weight per pixel: [B, *spatial]."
+            "mask", mask, layout.label_shape, hint="A mask has one weight per pixel: [B, *spatial]."
         )
         if not (jnp.issubdtype(mask.dtype, jnp.number) or mask.dtype == jnp.bool_):
             raise TypeError(f"`mask` must be bool or numeric weights; got dtype {mask.dtype}.")
-        weights = mask.reshape(batch, -1).astype(dtype)
+        weights = mask.reshape(layout.batch, -1).astype(dtype)
         _checks.check_elements(
-            "mask", weights.reshape(label_shape) >= 0, mask, "hold non-negative weights"
+            "mask", weights.reshape(layout.label_shape) >= 0, mask, "hold non-negative weights"
         )
     if ignored is not None:
         weights = jnp.where(ignored, jnp.zeros((), dtype), weights)
-    # Checked mode looks at the pixels that count: a masked or ignored pixel is inert whatever
-    # its logits or label.
-    counts = (weights != 0).reshape(label_shape)
-    if invalid is not None:
+    return weights
+
+
+def _checked_values(
+    logits: jax.Array,
+    labels: jax.Array,
+    weights: jax.Array,
+    layout: _Layout,
+    prepared: _Labels,
+    activation: str | None,
+    ignore_index: int | None,
+) -> jax.Array:
+    """The value checks of ``jsl.checked`` on the pixels that count (a masked or ignored pixel
+    is inert whatever its logits or label); the weights with NaN at invalid labels."""
+    counts = (weights != 0).reshape(layout.label_shape)
+    if prepared.invalid is not None:
         _checks.check_elements(
             "labels",
-            ~invalid.reshape(label_shape) | ~counts,
+            ~prepared.invalid.reshape(layout.label_shape) | ~counts,
             labels,
-            f"lie in [0, {num_labels}) or equal ignore_index ({ignore_index})",
+            f"lie in [0, {prepared.num_labels}) or equal ignore_index ({ignore_index})",
         )
         # Only pixels that would count are loud: a masked pixel is inert whatever its label.
-        weights = jnp.where(invalid & (weights != 0), jnp.full((), jnp.nan, dtype), weights)
-    counted = jnp.expand_dims(counts, axis)
+        nan = jnp.full((), jnp.nan, layout.dtype)
+        weights = jnp.where(prepared.invalid & (weights != 0), nan, weights)
+    counted = jnp.expand_dims(counts, layout.class_axis)
     _checks.check_elements("logits", jnp.isfinite(logits) | ~counted, logits, "be finite")
     if activation is None:
         _checks.check_elements(
@@ -535,16 +612,8 @@ def prepare(
             logits,
             "be probabilities in [0, 1] when activation=None",
         )
-    if targets is not None:
+    if prepared.targets is not None:
         _checks.check_elements(
             "labels", ((labels >= 0) & (labels <= 1)) | ~counted, labels, "lie in [0, 1] (dense)"
         )
-
-    return Inputs(
-        logits=flat_logits,
-        labels=safe_labels,
-        targets=targets,
-        weights=weights,
-        spatial_shape=tuple(spatial),
-        activation=activation,
-    )
+    return weights

@@ -21,8 +21,9 @@ import numpy as np
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.classes import class_factors
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.docs import documented
-from jaxseg_losses._core.engine import LossDefinition, define_loss
 from jaxseg_losses._core.inputs import Inputs, safe_log
 from jaxseg_losses.losses import _pixel_terms as _terms
 
@@ -183,7 +184,7 @@ def focal_loss(
       class_weights: ``None`` or ``[C]`` non-negative factors of each class's term (MONAI's
         ``weight``).
       include_background: ``False`` drops the term of class 0 (channel 0).
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.

@@ -50,7 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg_losses._core import checks as _checks
-from jaxseg_losses._core.engine import LossDefinition, define_loss
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.inputs import Inputs
 
 ArrayLike = jax.typing.ArrayLike

@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition, divide
 from jaxseg_losses._core.docs import documented
-from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.losses import _pixel_terms as _terms
 
@@ -215,7 +216,7 @@ def cross_entropy_loss(
       pos_weight: scalar or ``[C]`` weight of the positive term of the sigmoid form (e.g.
         negatives / positives); an error for the categorical form.
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` for
@@ -357,7 +358,7 @@ def poly_cross_entropy_loss(
         detection), default 1.
       class_weights: ``[C]`` class weights, as in :func:`cross_entropy_loss`.
       label_smoothing: :math:`s \in [0, 1)`.
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -438,7 +439,7 @@ def topk_cross_entropy_loss(
         nnU-Net's); ``k=100`` is the cross-entropy mean.
       class_weights: ``[C]`` factors of each pixel's loss by its label's class.
       label_smoothing: :math:`s \in [0, 1)`, as in :func:`cross_entropy_loss`.
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
@@ -489,7 +490,7 @@ def binary_cross_entropy_loss(
       class_weights: ``[C]`` per-channel factors.
       pos_weight: scalar or ``[C]`` weight of the positive term.
       label_smoothing: :math:`\varepsilon \in [0, 1)`, targets pulled towards 1/2.
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar, or ``[B]`` for ``reduction="none"``.

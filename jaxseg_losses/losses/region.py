@@ -32,7 +32,8 @@ from jaxseg_losses._core.classes import (
     kept_classes,
     select_classes,
 )
-from jaxseg_losses._core.engine import LossDefinition, define_loss
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.losses.stats import (
     OverlapStats,
@@ -138,7 +139,7 @@ def iou_loss(
       <data args>
       <region args>
       <region absent classes>
-      <shared options>
+      <shared args>
 
     <region returns>
 
@@ -208,7 +209,7 @@ def dice_loss(
       squared_pred: use :math:`\sum p^2 + \sum g^2` as the denominator (V-Net, MONAI).
       <region args>
       <region absent classes>
-      <shared options>
+      <shared args>
 
     <region returns>
 
@@ -292,7 +293,7 @@ def tversky_loss(
       gamma: focal exponent of each class's loss (non-negative, default 1).
       <region args>
       <region absent classes>
-      <shared options>
+      <shared args>
 
     <region returns>
 
@@ -387,7 +388,7 @@ def generalized_dice_loss(
       <data args>
       weight_type: ``"square"``, ``"simple"`` or ``"uniform"``.
       <region args>
-      <shared options>
+      <shared args>
 
     <region returns>
 
@@ -460,7 +461,7 @@ def mcc_loss(
       smooth_dr: added under the square root of the denominator (non-negative, default 1e-5).
       class_weights: ``[C]`` weights multiplying each class's loss before the class mean.
       include_background: ``False`` drops class 0 from the class mean.
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for

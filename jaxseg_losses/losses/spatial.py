@@ -31,7 +31,8 @@ from jax.typing import ArrayLike
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.classes import kept_classes, select_classes
-from jaxseg_losses._core.engine import LossDefinition, define_loss, divide
+from jaxseg_losses._core.define import define_loss
+from jaxseg_losses._core.definition import LossDefinition, divide
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.geometry import distance as _distance
 
@@ -230,7 +231,7 @@ def boundary_loss(
         computed maps (``None``: 1). The one-element shift inside the object stays 1.
       include_background: ``False`` drops class 0 from the class mean (a single channel is
         always kept).
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
@@ -340,7 +341,7 @@ def hausdorff_dt_loss(
       spacing: the element size, a positive scalar or one value per spatial axis (``None``: 1).
       include_background: ``True`` keeps class 0 in the class mean (default ``False``, as in
         MONAI; a single channel is always kept).
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
@@ -481,7 +482,7 @@ def cldice_loss(
       smooth: added to numerator and denominator of both ratios (non-negative, default 1).
       include_background: ``False`` drops class 0 from the sums (a single channel is always
         kept).
-      <shared options>
+      <shared args>
 
     Returns:
       A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
-from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.definition import divide
 from jaxseg_losses._core.inputs import Inputs, prepare
 
 
