@@ -109,17 +109,13 @@ class CombinedLoss:
     def __call__(
         self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[jax.Array, Parts]:
-        return engine.evaluate(
-            self.terms,
-            logits,
-            labels,
-            mask=mask,
-            activation=self.activation,
-            class_axis=self.class_axis,
-            ignore_index=self.ignore_index,
-            axis_name=self.axis_name,
-            reduction=self.reduction,
-        )
+        data = (logits, labels, mask, *self._data_options)
+        return engine.evaluate(self.terms, *data, self.axis_name, self.reduction)
+
+    @property
+    def _data_options(self) -> tuple[str | None, int, int | None]:
+        """``(activation, class_axis, ignore_index)``: how every term reads the data."""
+        return self.activation, self.class_axis, self.ignore_index
 
     def check_decomposable(self) -> None:
         """Raises ``ValueError`` unless every term is a function of additive batch sums."""
@@ -156,16 +152,8 @@ class CombinedLoss:
           The sums; those of several parts of a batch add up to those of the whole batch.
         """
         self.check_decomposable()
-        return engine.collect_sums(
-            self.terms,
-            logits,
-            labels,
-            mask=mask,
-            activation=self.activation,
-            class_axis=self.class_axis,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-        )
+        data = (logits, labels, mask, *self._data_options)
+        return engine.collect_sums(self.terms, *data, self.reduction)
 
     def finalize(self, sums: Mapping[str, Any]) -> tuple[jax.Array, Parts]:
         """``(total, parts)`` of the batch whose :meth:`sums` (added over its parts) these are."""

@@ -187,12 +187,12 @@ def _loss_function(
             (term,),
             arguments["logits"],
             arguments["labels"],
-            mask=arguments["mask"],
-            activation=activation,
-            class_axis=arguments["class_axis"],
-            ignore_index=arguments["ignore_index"],
-            axis_name=arguments["axis_name"],
-            reduction=arguments["reduction"],
+            arguments["mask"],
+            activation,
+            arguments["class_axis"],
+            arguments["ignore_index"],
+            arguments["axis_name"],
+            arguments["reduction"],
         )
         return total
 

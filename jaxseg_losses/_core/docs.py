@@ -129,9 +129,9 @@ def documented(fn: F) -> F:
     return fn
 
 
-def set_doc(fn: F, doc: str) -> F:
-    """Gives a generated function its docstring, shared blocks filled."""
-    fn.__doc__ = fill(doc)
+def set_doc(fn: F, doc: str, blocks: dict[str, str] | None = None) -> F:
+    """Gives a generated function its docstring, shared blocks (and ``blocks``) filled."""
+    fn.__doc__ = fill(doc, blocks)
     return fn
 
 

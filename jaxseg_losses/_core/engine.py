@@ -245,7 +245,6 @@ def collect_sums(
     terms: Sequence[Term],
     logits: ArrayLike,
     labels: ArrayLike,
-    *,
     mask: ArrayLike | None,
     activation: str | None,
     class_axis: int,
@@ -257,14 +256,7 @@ def collect_sums(
     inputs_by_activation: dict[str | None, Inputs] = {}
     for term in described:
         if term.activation not in inputs_by_activation:
-            inputs = prepare(
-                logits,
-                labels,
-                activation=term.activation,
-                class_axis=class_axis,
-                ignore_index=ignore_index,
-                mask=mask,
-            )
+            inputs = prepare(logits, labels, term.activation, class_axis, ignore_index, mask)
             # What the terms on these inputs read decides how the shared statistics are
             # computed (one kernel for all of them, the cheapest one that has everything).
             users = [t for t in described if t.activation == term.activation]
@@ -289,7 +281,6 @@ def evaluate(
     terms: Sequence[Term],
     logits: ArrayLike,
     labels: ArrayLike,
-    *,
     mask: ArrayLike | None,
     activation: str | None,
     class_axis: int,
@@ -300,14 +291,7 @@ def evaluate(
     """``(Σ_k λ_k L_k, {name: L_k})``: the one evaluation path of every loss call."""
     _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
     partials = collect_sums(
-        terms,
-        logits,
-        labels,
-        mask=mask,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        reduction=reduction,
+        terms, logits, labels, mask, activation, class_axis, ignore_index, reduction
     )
     if axis_name is not None and reduction != "none" and partials:
         # Sums, not per-device ratios, cross the devices: the ratio taken after the psum is the

@@ -132,14 +132,7 @@ class Inputs:
           >>> inputs.logits.shape, inputs.weights.shape
           ((1, 16, 3), (1, 16))
         """
-        return prepare(
-            logits,
-            labels,
-            activation=activation,
-            class_axis=class_axis,
-            ignore_index=ignore_index,
-            mask=mask,
-        )
+        return prepare(logits, labels, activation, class_axis, ignore_index, mask)
 
     @property
     def logits(self) -> jax.Array:
@@ -432,7 +425,6 @@ class _Labels(NamedTuple):
 def prepare(
     logits: Any,
     labels: Any,
-    *,
     activation: str | None,
     class_axis: int,
     ignore_index: int | None,

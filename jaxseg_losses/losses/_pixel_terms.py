@@ -8,7 +8,8 @@ form is computed in log space: the label's log-probability from the shared log-s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,55 @@ def at_labels(vector: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.take(vector[0, 0], labels, mode="clip")
 
 
+class Weighting(NamedTuple):
+    """How a cross-entropy-family term weighs classes and smooths targets."""
+
+    weights: jax.Array | None  # [1, 1, C] class weights, or None
+    smoothing: Any  # the label smoothing ε
+    smooth: bool  # False when ε is a static 0 (nothing to compute)
+
+
+def weighting(inputs: Inputs, class_weights: ArrayLike | None, label_smoothing: Any) -> Weighting:
+    weights = None
+    if class_weights is not None:
+        weights = _checks.class_vector(
+            "class_weights", class_weights, inputs.num_classes, inputs.dtype, rank=3
+        )
+    return Weighting(weights, label_smoothing, not is_static_zero(label_smoothing))
+
+
+def weighted(x: jax.Array, w: Weighting) -> jax.Array:
+    """``w_c x_c`` (``x`` unchanged without class weights)."""
+    return x if w.weights is None else x * w.weights
+
+
+def binary_targets(inputs: Inputs, w: Weighting) -> jax.Array:
+    """Targets of the binary form; Keras' rule pulls each towards 1/2, the uniform binary
+    distribution."""
+    g = inputs.dense_targets()
+    return g * (1.0 - w.smoothing) + 0.5 * w.smoothing if w.smooth else g
+
+
+def smoothed_dense_targets(targets: jax.Array, w: Weighting, num_classes: int) -> jax.Array:
+    """``(1 - ε) g + ε / C``: dense targets pulled towards the uniform distribution."""
+    return targets * (1.0 - w.smoothing) + w.smoothing / num_classes if w.smooth else targets
+
+
+def at_label_smoothed(
+    label_term: jax.Array, every_class: Callable[[], jax.Array], inputs: Inputs, w: Weighting
+) -> jax.Array:
+    """``(1 - ε) w_y t_y + ε/C Σ_c w_c t_c`` for integer labels (PyTorch's label smoothing),
+    from the label's term ``t_y`` ``[B, P]`` and, only when smoothing, every class's ``[B, P, C]``.
+    """
+    assert inputs.labels is not None
+    if w.weights is not None:
+        label_term = label_term * at_labels(w.weights, inputs.labels)
+    if not w.smooth:
+        return label_term
+    spread = jnp.sum(weighted(every_class(), w), axis=-1)
+    return (1.0 - w.smoothing) * label_term + (w.smoothing / inputs.num_classes) * spread
+
+
 def cross_entropy_terms(
     inputs: Inputs,
     *,
@@ -74,26 +124,15 @@ def cross_entropy_terms(
     pos_weight: ArrayLike | None,
     label_smoothing: Any,
 ) -> tuple[jax.Array, jax.Array | None]:
-    dtype, num_classes = inputs.dtype, inputs.num_classes
-    smoothing = label_smoothing
-    smooth = not is_static_zero(smoothing)
-    weights = None
-    if class_weights is not None:
-        weights = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
-
+    num_classes = inputs.num_classes
+    w = weighting(inputs, class_weights, label_smoothing)
     if inputs.is_binary:
-        g = inputs.dense_targets()
-        if smooth:
-            # Keras' binary rule: pull each target towards 1/2, the uniform binary distribution.
-            g = g * (1.0 - smoothing) + 0.5 * smoothing
         log_p, log_q = inputs.binary_log_probabilities()
         rho = None
         if pos_weight is not None:
-            rho = class_option("pos_weight", pos_weight, num_classes, dtype)
-        per_channel = binary_cross_entropy(g, log_p, log_q, rho)
-        if weights is not None:
-            per_channel = per_channel * weights
-        return jnp.mean(per_channel, axis=-1), None
+            rho = class_option("pos_weight", pos_weight, num_classes, inputs.dtype)
+        per_channel = binary_cross_entropy(binary_targets(inputs, w), log_p, log_q, rho)
+        return jnp.mean(weighted(per_channel, w), axis=-1), None
 
     if pos_weight is not None:
         raise ValueError(
@@ -102,52 +141,34 @@ def cross_entropy_terms(
             "categorical. Use `class_weights` to weigh classes."
         )
     if inputs.labels is not None:
-        labels = inputs.labels
-        nll = -inputs.label_log_probability()
-        label_weight = None
-        if weights is not None:
-            label_weight = at_labels(weights, labels)
-            nll = nll * label_weight
-        if smooth:
-            # PyTorch: (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c), normalised by Σ w_y.
-            neg_log_p = -inputs.log_probabilities()
-            if weights is not None:
-                neg_log_p = neg_log_p * weights
-            nll = (1.0 - smoothing) * nll + (smoothing / num_classes) * jnp.sum(neg_log_p, axis=-1)
+        # PyTorch: (1 - ε) w_y (-log p_y) + ε/C Σ_c w_c (-log p_c), normalised by Σ w_y.
+        nll = at_label_smoothed(
+            -inputs.label_log_probability(), lambda: -inputs.log_probabilities(), inputs, w
+        )
+        label_weight = None if w.weights is None else at_labels(w.weights, inputs.labels)
         return nll, label_weight
 
     targets = inputs.dense_targets()
-    smoothed = targets
-    if smooth:
-        smoothed = targets * (1.0 - smoothing) + smoothing / num_classes
-    log_p = inputs.log_probabilities()
-    if weights is None:
-        return -jnp.sum(smoothed * log_p, axis=-1), None
+    smoothed = smoothed_dense_targets(targets, w, num_classes)
+    loss = -jnp.sum(weighted(smoothed * inputs.log_probabilities(), w), axis=-1)
+    if w.weights is None:
+        return loss, None
     # The normaliser is the target's expected class weight Σ_c w_c g_c: w_y for a one-hot row,
     # so dense one-hot targets and integer labels give the same weighted mean.
-    loss = -jnp.sum(weights * smoothed * log_p, axis=-1)
-    return loss, jnp.sum(weights * targets, axis=-1)
+    return loss, jnp.sum(w.weights * targets, axis=-1)
 
 
 def pixel_map(
     pixel_loss: Any,
     logits: ArrayLike,
     labels: ArrayLike,
-    *,
     activation: str | None,
     class_axis: int,
     ignore_index: int | None,
     mask: ArrayLike | None,
 ) -> jax.Array:
     """``m_i ℓ_i`` as ``[B, *spatial]``, for a per-pixel loss of :class:`Inputs`."""
-    inputs = prepare(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
+    inputs = prepare(logits, labels, activation, class_axis, ignore_index, mask)
     out = pixel_loss(inputs)
     loss = out[0] if isinstance(out, tuple) else out
     return inputs.unflatten(inputs.weights * loss)

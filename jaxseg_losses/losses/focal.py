@@ -13,6 +13,7 @@ logits of ±100.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -263,18 +264,11 @@ def focal_map(
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
     _check_focal_options(gamma, alpha, class_weights, include_background)
-    return _terms.pixel_map(
-        lambda inputs: _focal_terms(
-            inputs,
-            gamma=gamma,
-            alpha=alpha,
-            class_weights=class_weights,
-            include_background=include_background,
-        ),
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
+    terms = functools.partial(
+        _focal_terms,
+        gamma=gamma,
+        alpha=alpha,
+        class_weights=class_weights,
+        include_background=include_background,
     )
+    return _terms.pixel_map(terms, logits, labels, activation, class_axis, ignore_index, mask)

@@ -9,73 +9,130 @@ signatures name each term's weight and options, as MONAI's ``DiceCELoss`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
 
 from jaxseg_losses._core import engine
-from jaxseg_losses._core.docs import documented
+from jaxseg_losses._core.docs import set_doc
 from jaxseg_losses.losses import focal, pixelwise, region
 
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Any]
 
-
-def _two_terms(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    terms: dict[str, tuple[Any, LossFn, Mapping[str, Any] | None]],
-    *,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    mask: ArrayLike | None,
-    axis_name: Any,
-    reduction: str,
-    return_parts: bool,
-) -> Any:
-    bound = engine.bind_terms(
-        (
-            (name, weight, functools.partial(fn, **dict(options or {})))
-            for name, (weight, fn, options) in terms.items()
-        ),
-        activation=activation,
-        reduction=reduction,
-        axis_name=axis_name,
-    )
-    total, parts = engine.evaluate(
-        bound,
-        logits,
-        labels,
-        mask=mask,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        axis_name=axis_name,
-        reduction=reduction,
-    )
-    return (total, parts) if return_parts else total
+# The options every pair takes after its terms' weights and options, with their defaults and
+# annotations (strings, so that help() and the docs read the alias ArrayLike).
+_SHARED = {
+    "activation": ("softmax", "str | None"),
+    "class_axis": (-1, "int"),
+    "ignore_index": (None, "int | None"),
+    "mask": (None, "ArrayLike | None"),
+    "axis_name": (None, "Hashable | None"),
+    "reduction": ("mean", "str"),
+    "return_parts": (False, "bool"),
+}
 
 
-@documented
-def dice_ce_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    dice_weight: ArrayLike = 1.0,
-    ce_weight: ArrayLike = 1.0,
-    dice_options: Mapping[str, Any] | None = None,
-    ce_options: Mapping[str, Any] | None = None,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    axis_name: Any = None,
-    reduction: str = "mean",
-    return_parts: bool = False,
-) -> Any:
+@dataclasses.dataclass(frozen=True)
+class _Term:
+    """One term of a pair: its name (the prefix of its options) and its loss."""
+
+    name: str
+    fn: LossFn
+    label: str  # how the formula names it, e.g. "Dice"
+
+
+def _signature(terms: tuple[_Term, _Term]) -> inspect.Signature:
+    """``(logits, labels, *, <a>_weight, <b>_weight, <a>_options, <b>_options, <shared>)``."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [
+        inspect.Parameter(n, positional, annotation="ArrayLike") for n in ("logits", "labels")
+    ]
+    parameters += [
+        inspect.Parameter(f"{t.name}_weight", keyword, default=1.0, annotation="ArrayLike")
+        for t in terms
+    ]
+    parameters += [
+        inspect.Parameter(
+            f"{t.name}_options", keyword, default=None, annotation="Mapping[str, Any] | None"
+        )
+        for t in terms
+    ]
+    parameters += [
+        inspect.Parameter(name, keyword, default=default, annotation=annotation)
+        for name, (default, annotation) in _SHARED.items()
+    ]
+    return inspect.Signature(parameters, return_annotation="Any")
+
+
+def _term_docs(terms: tuple[_Term, _Term]) -> str:
+    weights = [
+        f"{t.name}_weight: :math:`\\lambda_{{\\mathrm{{{t.name}}}}}`, the {t.label} term's weight."
+        for t in terms
+    ]
+    options = [
+        f"{t.name}_options: keyword options of :func:`jaxseg_losses.{t.fn.__name__}`."
+        for t in terms
+    ]
+    return "\n".join(weights + options)
+
+
+def _pair(name: str, first: _Term, second: _Term, doc: str) -> Callable[..., Any]:
+    """The public function of a pair: both terms bound with the shared options, evaluated on
+    one shared :class:`~jaxseg_losses.Inputs`."""
+    terms = (first, second)
+    signature = _signature(terms)
+
+    def pair(logits: ArrayLike, labels: ArrayLike, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(logits, labels, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{name}() {error}") from None
+        bound.apply_defaults()
+        arguments = bound.arguments
+        named = (
+            (
+                t.name,
+                arguments[f"{t.name}_weight"],
+                functools.partial(t.fn, **dict(arguments[f"{t.name}_options"] or {})),
+            )
+            for t in terms
+        )
+        activation, reduction, axis_name = (
+            arguments["activation"],
+            arguments["reduction"],
+            arguments["axis_name"],
+        )
+        bound_terms = engine.bind_terms(
+            named, activation=activation, reduction=reduction, axis_name=axis_name
+        )
+        data = (logits, labels, arguments["mask"], activation, arguments["class_axis"])
+        total, parts = engine.evaluate(
+            bound_terms, *data, arguments["ignore_index"], axis_name, reduction
+        )
+        return (total, parts) if arguments["return_parts"] else total
+
+    pair.__name__ = pair.__qualname__ = name
+    pair.__signature__ = signature  # type: ignore[attr-defined]
+    pair.__annotations__ = {
+        **{p.name: p.annotation for p in signature.parameters.values()},
+        "return": signature.return_annotation,
+    }
+    return set_doc(pair, doc, {"pair term args": _term_docs(terms)})
+
+
+_DICE = _Term("dice", region.dice_loss, "Dice")
+_CE = _Term("ce", pixelwise.cross_entropy_loss, "cross-entropy")
+
+dice_ce_loss = _pair(
+    "dice_ce_loss",
+    _DICE,
+    _CE,
     r"""Computes Dice + cross-entropy, the nnU-Net recipe, with one pass over the logits.
 
     .. math::
@@ -88,10 +145,7 @@ def dice_ce_loss(
     :func:`jaxseg_losses.cross_entropy_loss`.
 
     Args:
-      dice_weight: :math:`\lambda_{\mathrm{dice}}`.
-      ce_weight: :math:`\lambda_{\mathrm{ce}}`.
-      dice_options: keyword options of :func:`jaxseg_losses.dice_loss`.
-      ce_options: keyword options of :func:`jaxseg_losses.cross_entropy_loss`.
+      <pair term args>
       <pair args>
 
     <pair returns>
@@ -107,41 +161,13 @@ def dice_ce_loss(
 
     References:
       Isensee et al., "nnU-Net", Nature Methods 2021. Milletari et al., "V-Net", 3DV 2016.
-    """
-    return _two_terms(
-        logits,
-        labels,
-        {
-            "dice": (dice_weight, region.dice_loss, dice_options),
-            "ce": (ce_weight, pixelwise.cross_entropy_loss, ce_options),
-        },
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        axis_name=axis_name,
-        reduction=reduction,
-        return_parts=return_parts,
-    )
+    """,
+)
 
-
-@documented
-def dice_focal_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    dice_weight: ArrayLike = 1.0,
-    focal_weight: ArrayLike = 1.0,
-    dice_options: Mapping[str, Any] | None = None,
-    focal_options: Mapping[str, Any] | None = None,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    axis_name: Any = None,
-    reduction: str = "mean",
-    return_parts: bool = False,
-) -> Any:
+dice_focal_loss = _pair(
+    "dice_focal_loss",
+    _DICE,
+    _Term("focal", focal.focal_loss, "focal"),
     r"""Computes Dice + focal loss, with one pass over the logits.
 
     .. math::
@@ -153,10 +179,7 @@ def dice_focal_loss(
     :func:`jaxseg_losses.focal_loss`.
 
     Args:
-      dice_weight: :math:`\lambda_{\mathrm{dice}}`.
-      focal_weight: :math:`\lambda_{\mathrm{focal}}`.
-      dice_options: keyword options of :func:`jaxseg_losses.dice_loss`.
-      focal_options: keyword options of :func:`jaxseg_losses.focal_loss`.
+      <pair term args>
       <pair args>
 
     <pair returns>
@@ -172,52 +195,24 @@ def dice_focal_loss(
     References:
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017. Zhu et al., "AnatomyNet",
       Medical Physics 2019 (Dice + focal).
-    """
-    return _two_terms(
-        logits,
-        labels,
-        {
-            "dice": (dice_weight, region.dice_loss, dice_options),
-            "focal": (focal_weight, focal.focal_loss, focal_options),
-        },
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        axis_name=axis_name,
-        reduction=reduction,
-        return_parts=return_parts,
-    )
+    """,
+)
 
-
-@documented
-def iou_ce_loss(
-    logits: ArrayLike,
-    labels: ArrayLike,
-    *,
-    iou_weight: ArrayLike = 1.0,
-    ce_weight: ArrayLike = 1.0,
-    iou_options: Mapping[str, Any] | None = None,
-    ce_options: Mapping[str, Any] | None = None,
-    activation: str | None = "softmax",
-    class_axis: int = -1,
-    ignore_index: int | None = None,
-    mask: ArrayLike | None = None,
-    axis_name: Any = None,
-    reduction: str = "mean",
-    return_parts: bool = False,
-) -> Any:
+iou_ce_loss = _pair(
+    "iou_ce_loss",
+    _Term("iou", region.iou_loss, "IoU"),
+    _CE,
     r"""Computes soft IoU (Jaccard) + cross-entropy, with one pass over the logits.
 
     .. math::
 
        L = \lambda_{\mathrm{iou}}\, L_{\mathrm{IoU}} + \lambda_{\mathrm{ce}}\, L_{\mathrm{CE}}
 
+    The data options apply to both terms; options of one term go in its dict, e.g.
+    ``iou_options={"log": True}`` for the log-IoU loss.
+
     Args:
-      iou_weight: :math:`\lambda_{\mathrm{iou}}`.
-      ce_weight: :math:`\lambda_{\mathrm{ce}}`.
-      iou_options: keyword options of :func:`jaxseg_losses.iou_loss` (e.g. ``{"log": True}``).
-      ce_options: keyword options of :func:`jaxseg_losses.cross_entropy_loss`.
+      <pair term args>
       <pair args>
 
     <pair returns>
@@ -233,19 +228,5 @@ def iou_ce_loss(
     References:
       Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks for Image
       Segmentation", ISVC 2016.
-    """
-    return _two_terms(
-        logits,
-        labels,
-        {
-            "iou": (iou_weight, region.iou_loss, iou_options),
-            "ce": (ce_weight, pixelwise.cross_entropy_loss, ce_options),
-        },
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-        axis_name=axis_name,
-        reduction=reduction,
-        return_parts=return_parts,
-    )
+    """,
+)

@@ -37,6 +37,7 @@ bf16/f16/f32 inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -85,44 +86,23 @@ def _expected_miss(
 ) -> jax.Array:
     """``[B, P]``: ``Σ_c w_c g̃_c (1 - p_c)``, the weighted, smoothed probability of missing the
     target, weighted and smoothed as the cross-entropy terms weigh and smooth ``-log p``."""
-    dtype, num_classes = inputs.dtype, inputs.num_classes
-    smoothing = label_smoothing
-    smooth = not _terms.is_static_zero(smoothing)
-    weights = None
-    if class_weights is not None:
-        weights = _checks.class_vector("class_weights", class_weights, num_classes, dtype, rank=3)
-
+    w = _terms.weighting(inputs, class_weights, label_smoothing)
     if inputs.is_binary:
-        g = inputs.dense_targets()
-        if smooth:
-            g = g * (1.0 - smoothing) + 0.5 * smoothing
+        g = _terms.binary_targets(inputs, w)
         log_p, log_q = inputs.binary_log_probabilities()
         # 1 - p_t with p_t = g p + (1 - g)(1 - p): the probability of the wrong side.
         one_minus_pt = g * jnp.exp(log_q) + (1.0 - g) * jnp.exp(log_p)
-        if weights is not None:
-            one_minus_pt = one_minus_pt * weights
-        return jnp.mean(one_minus_pt, axis=-1)
+        return jnp.mean(_terms.weighted(one_minus_pt, w), axis=-1)
 
     if inputs.labels is not None:
         log_p_label = inputs.label_log_probability()
         p_label = inputs.label_logit() if inputs.activation is None else jnp.exp(log_p_label)
-        miss = 1.0 - p_label
-        if weights is not None:
-            miss = miss * _terms.at_labels(weights, inputs.labels)
-        if smooth:
-            every = 1.0 - inputs.probabilities()
-            if weights is not None:
-                every = every * weights
-            miss = (1.0 - smoothing) * miss + (smoothing / num_classes) * jnp.sum(every, axis=-1)
-        return miss
+        return _terms.at_label_smoothed(
+            1.0 - p_label, lambda: 1.0 - inputs.probabilities(), inputs, w
+        )
 
-    smoothed = inputs.dense_targets()
-    if smooth:
-        smoothed = smoothed * (1.0 - smoothing) + smoothing / num_classes
-    every = 1.0 - inputs.probabilities()
-    if weights is not None:
-        every = every * weights
-    return jnp.sum(smoothed * every, axis=-1)
+    smoothed = _terms.smoothed_dense_targets(inputs.dense_targets(), w, inputs.num_classes)
+    return jnp.sum(smoothed * _terms.weighted(1.0 - inputs.probabilities(), w), axis=-1)
 
 
 def _check_topk(k: Any) -> float:
@@ -299,20 +279,13 @@ def cross_entropy_map(
       PyTorch ``torch.nn.CrossEntropyLoss(reduction="none")`` documentation.
     """
     _terms.check_ce_options(class_weights, pos_weight, label_smoothing)
-    return _terms.pixel_map(
-        lambda inputs: _terms.cross_entropy_terms(
-            inputs,
-            class_weights=class_weights,
-            pos_weight=pos_weight,
-            label_smoothing=label_smoothing,
-        ),
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
+    terms = functools.partial(
+        _terms.cross_entropy_terms,
+        class_weights=class_weights,
+        pos_weight=pos_weight,
+        label_smoothing=label_smoothing,
     )
+    return _terms.pixel_map(terms, logits, labels, activation, class_axis, ignore_index, mask)
 
 
 @define_loss

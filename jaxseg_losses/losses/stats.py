@@ -137,14 +137,7 @@ def overlap_stats(
       ...     print(stats.tp, stats.fp, stats.fn, stats.tn)
       [[0.9 1.2]] [[0.8 0.1]] [[0.1 0.8]] [[1.2 0.9]]
     """
-    inputs = prepare(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
+    inputs = prepare(logits, labels, activation, class_axis, ignore_index, mask)
     return aggregate_stats(stats_of(inputs), aggregate, axis_name)
 
 

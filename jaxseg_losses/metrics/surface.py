@@ -36,14 +36,14 @@ References:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
 
@@ -53,44 +53,6 @@ _MAX_SPATIAL_DIMS = 3
 # Non-negative float32 values order like their bit patterns; +inf is the largest of them.
 _INF_BITS = 0x7F800000
 _BISECTION_STEPS = 31  # ceil(log2(_INF_BITS + 1)): narrows [0, _INF_BITS] to one value
-
-_SHARED_ARGS = """\
-      predictions: the predicted segmentation: integer class indices ``[B, *spatial]`` (with
-        ``num_classes``), or boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves
-        C); 1, 2 or 3 spatial axes.
-      labels: the ground truth, in either form (each argument's dtype decides its form); the
-        same ``[B, *spatial]`` and ``C`` as ``predictions``.
-      num_classes: :math:`C` for integer label maps (a label outside ``[0, C)`` belongs to no
-        class); ``None`` or equal to the class axis for one-hot masks.
-      <metric args>
-      spacing: the voxel size: a scalar, ``[D]`` (one value per spatial axis) or ``[B, D]`` (one
-        row per image); positive and finite. ``None`` is 1 along every axis.
-      include_background: ``False`` (the default, as in MONAI) drops class 0 from the result.
-      class_axis: the class axis of one-hot masks (``1`` for ``[B, C, *spatial]``).
-      distance_metric: ``"euclidean"`` (default), ``"taxicab"`` (:math:`\\sum_a s_a
-        |\\Delta_a|`) or ``"chessboard"`` (:math:`\\max_a s_a |\\Delta_a|`); all three scale each
-        axis by its spacing (MONAI ignores ``spacing`` for the last two; with ``spacing=None``
-        they agree)."""
-
-_SHARED_RETURNS = """\
-    Returns:
-      ``[B, C]`` float32, one value per image and class (``[B, C - 1]``, classes ``1 .. C-1``,
-      with ``include_background=False``)."""
-
-
-def _with_shared_docs(metric_args: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Writes the arguments and the return value every surface metric shares into a docstring."""
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        assert fn.__doc__ is not None
-        shared = _SHARED_ARGS.replace("      <metric args>", metric_args.rstrip())
-        fn.__doc__ = fn.__doc__.replace("      <shared args>", shared).replace(
-            "    <shared returns>", _SHARED_RETURNS
-        )
-        return fn
-
-    return decorate
-
 
 # ----------------------------------------------------------------------------------------------
 # Validation.
@@ -154,19 +116,6 @@ def _spacing(spacing: Any, batch: tuple[int, ...], dims: int) -> jax.Array:
     return array
 
 
-def _check_num_classes(num_classes: Any) -> int | None:
-    if num_classes is None:
-        return None
-    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool):
-        raise TypeError(
-            f"`num_classes` must be a Python int (a static shape) or None; got "
-            f"{type(num_classes).__name__} {num_classes!r}."
-        )
-    if num_classes < 1:
-        raise ValueError(f"`num_classes` must be at least 1; got {num_classes}.")
-    return int(num_classes)
-
-
 def _class_masks(name: str, value: Any, num_classes: int | None, class_axis: Any) -> jax.Array:
     """One argument as boolean masks ``[B, C, *spatial]``, from label indices or one-hot masks."""
     array = jnp.asarray(value)
@@ -228,22 +177,31 @@ def _class_axis(class_axis: Any, ndim: int) -> int:
     return axis % ndim
 
 
+class _Masks(NamedTuple):
+    """The validated inputs of a surface metric."""
+
+    predicted: jax.Array  # [B, C, *spatial] bool
+    truth: jax.Array  # [B, C, *spatial] bool
+    spacing: jax.Array  # [B, D] float32
+    metric: str
+
+
 def _prepare(
     predictions: Any,
     labels: Any,
-    *,
     num_classes: Any,
     class_axis: Any,
     include_background: Any,
     spacing: Any,
     distance_metric: Any,
-) -> tuple[jax.Array, jax.Array, jax.Array, str]:
+) -> _Masks:
     """Validated inputs: masks ``[B, C, *spatial]`` of both arguments, spacing ``[B, D]``."""
     if not isinstance(class_axis, numbers.Integral) or isinstance(class_axis, bool):
         raise TypeError(
             f"`class_axis` must be an int; got {type(class_axis).__name__} {class_axis!r}."
         )
-    num_classes = _check_num_classes(num_classes)
+    if num_classes is not None:
+        num_classes = _checks.check_num_classes(num_classes, none_allowed=True)
     include_background = _check_bool("include_background", include_background)
     metric = _check_metric(distance_metric)
     predicted = _class_masks("predictions", predictions, num_classes, class_axis)
@@ -268,7 +226,7 @@ def _prepare(
             )
         predicted, truth = predicted[:, 1:], truth[:, 1:]
     dims = predicted.ndim - 2
-    return predicted, truth, _spacing(spacing, predicted.shape[:1], dims), metric
+    return _Masks(predicted, truth, _spacing(spacing, predicted.shape[:1], dims), metric)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,28 +257,22 @@ class _Distances:
       predicted, true: ``[B, C]`` int32 numbers of surface voxels of each mask.
     """
 
-    def __init__(
-        self,
-        predicted: jax.Array,
-        truth: jax.Array,
-        spacing: jax.Array,
-        metric: str,
-        *,
-        both: bool,
-    ) -> None:
-        dims = predicted.ndim - 2
-        predicted_surface = _surface(predicted, dims)
-        true_surface = _surface(truth, dims)
+    def __init__(self, masks: _Masks, *, both: bool) -> None:
+        dims = masks.predicted.ndim - 2
+        predicted_surface = _surface(masks.predicted, dims)
+        true_surface = _surface(masks.truth, dims)
         if both:
             targets = jnp.stack([true_surface, predicted_surface])
             origins = jnp.stack([predicted_surface, true_surface])
         else:
             targets, origins = true_surface[None], predicted_surface[None]
         directions, batch, classes = targets.shape[:3]
-        per_image = jnp.broadcast_to(spacing[None, :, None, :], (directions, batch, classes, dims))
+        per_image = jnp.broadcast_to(
+            masks.spacing[None, :, None, :], (directions, batch, classes, dims)
+        )
         # One transform for every direction, image and class: all of them are lanes of the
         # same passes.
-        values = _distance.transform(targets, per_image, metric)
+        values = _distance.transform(targets, per_image, masks.metric)
         self.values = values.reshape(directions, batch, classes, -1)
         self.origins = origins.reshape(directions, batch, classes, -1)
         self.predicted = jnp.sum(
@@ -469,12 +421,7 @@ def _check_percentile(percentile: Any) -> jax.Array | None:
     return jnp.float32(value / 100.0)
 
 
-@_with_shared_docs(
-    """\
-      percentile: ``None`` for the maximum (the Hausdorff distance), or a percentile in
-        ``[0, 100]`` of each direction's distances (95 for HD95), linearly interpolated.
-      directed: ``True`` measures from the prediction to the ground truth only."""
-)
+@documented
 def hausdorff_distance(
     predictions: ArrayLike,
     labels: ArrayLike,
@@ -510,9 +457,13 @@ def hausdorff_distance(
     ``percentile=0`` is the minimum here, where MONAI returns the maximum.
 
     Args:
-      <shared args>
+      <surface args>
+      percentile: ``None`` for the maximum (the Hausdorff distance), or a percentile in
+        ``[0, 100]`` of each direction's distances (95 for HD95), linearly interpolated.
+      directed: ``True`` measures from the prediction to the ground truth only.
+      <surface options>
 
-    <shared returns>
+    <surface returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -531,16 +482,10 @@ def hausdorff_distance(
     """
     directed = _check_bool("directed", directed)
     q = _check_percentile(percentile)
-    predicted, truth, spacing_rows, metric = _prepare(
-        predictions,
-        labels,
-        num_classes=num_classes,
-        class_axis=class_axis,
-        include_background=include_background,
-        spacing=spacing,
-        distance_metric=distance_metric,
+    masks = _prepare(
+        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
     )
-    distances = _Distances(predicted, truth, spacing_rows, metric, both=not directed)
+    distances = _Distances(masks, both=not directed)
     if q is None:
         per_direction = jnp.max(distances.masked(0.0), axis=-1)
     else:
@@ -548,11 +493,7 @@ def hausdorff_distance(
     return distances.finish(jnp.max(per_direction, axis=0), one_empty=jnp.inf)
 
 
-@_with_shared_docs(
-    """\
-      symmetric: ``True`` averages the distances of both directions pooled together (the
-        average symmetric surface distance, ASSD)."""
-)
+@documented
 def average_surface_distance(
     predictions: ArrayLike,
     labels: ArrayLike,
@@ -580,9 +521,12 @@ def average_surface_distance(
     one.
 
     Args:
-      <shared args>
+      <surface args>
+      symmetric: ``True`` averages the distances of both directions pooled together (the
+        average symmetric surface distance, ASSD).
+      <surface options>
 
-    <shared returns>
+    <surface returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -600,28 +544,16 @@ def average_surface_distance(
       Datasets", IEEE TMI 28(8), 2009.
     """
     symmetric = _check_bool("symmetric", symmetric)
-    predicted, truth, spacing_rows, metric = _prepare(
-        predictions,
-        labels,
-        num_classes=num_classes,
-        class_axis=class_axis,
-        include_background=include_background,
-        spacing=spacing,
-        distance_metric=distance_metric,
+    masks = _prepare(
+        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
     )
-    distances = _Distances(predicted, truth, spacing_rows, metric, both=symmetric)
+    distances = _Distances(masks, both=symmetric)
     total = jnp.sum(distances.masked(0.0), axis=(0, -1))
     count = jnp.sum(distances.origins, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
     return distances.finish(divide(total, count, empty=jnp.nan), one_empty=jnp.inf)
 
 
-@_with_shared_docs(
-    """\
-      tolerance: the largest distance that counts as on the surface, in the units of
-        ``spacing``: a scalar, or ``[C]`` with one value per class of the result (without the
-        background, the default, ``C - 1`` values for classes ``1 .. C-1``); finite and
-        non-negative."""
-)
+@documented
 def surface_dice(
     predictions: ArrayLike,
     labels: ArrayLike,
@@ -652,9 +584,14 @@ def surface_dice(
     0 when it is in only one.
 
     Args:
-      <shared args>
+      <surface args>
+      tolerance: the largest distance that counts as on the surface, in the units of
+        ``spacing``: a scalar, or ``[C]`` with one value per class of the result (without the
+        background, the default, ``C - 1`` values for classes ``1 .. C-1``); finite and
+        non-negative.
+      <surface options>
 
-    <shared returns>
+    <surface returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -669,18 +606,12 @@ def surface_dice(
       Radiotherapy: Deep Learning Algorithm Development and Validation Study", J. Med.
       Internet Res. 23(7), 2021.
     """
-    predicted, truth, spacing_rows, metric = _prepare(
-        predictions,
-        labels,
-        num_classes=num_classes,
-        class_axis=class_axis,
-        include_background=include_background,
-        spacing=spacing,
-        distance_metric=distance_metric,
+    masks = _prepare(
+        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
     )
-    classes = predicted.shape[1]
+    classes = masks.predicted.shape[1]
     tol = _tolerance(tolerance, classes, include_background)
-    distances = _Distances(predicted, truth, spacing_rows, metric, both=True)
+    distances = _Distances(masks, both=True)
     within = distances.origins & (distances.values <= tol.reshape(1, 1, classes, 1))
     correct = jnp.sum(within, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
     complete = jnp.sum(distances.origins, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)

@@ -1,0 +1,405 @@
+r"""Scores that combine the rates of the confusion table, from counts: accuracy, balanced
+accuracy, informedness, markedness, Fowlkes–Mallows, prevalence threshold and MCC.
+
+Each is one definition of the float counts of each class (a one-vs-rest decision); its options
+(``reduction``, ``zero_division``, ``ignore_empty``, ...) are those of every score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg_losses._core.docs import documented
+from jaxseg_losses.metrics._scoring import FloatCounts, Score, apply_score, either, ratio
+from jaxseg_losses.metrics.rate_scores import npv_score, ppv_score, tnr_score, tpr_score
+
+ArrayLike = jax.typing.ArrayLike
+
+
+def _accuracy_score(c: FloatCounts) -> Score:
+    return ratio(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn)
+
+
+def _balanced_accuracy_score(c: FloatCounts) -> Score:
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    return either(tpr, tnr, (tpr.value + tnr.value) / 2.0)
+
+
+def _prevalence_threshold_score(c: FloatCounts) -> Score:
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    # MONAI's form: (sqrt(TPR (1 - TNR)) + TNR - 1) / (TPR + TNR - 1).
+    numerator = jnp.sqrt(tpr.value * (1.0 - tnr.value)) + tnr.value - 1.0
+    score = ratio(numerator, tpr.value + tnr.value - 1.0)
+    return Score(score.value, score.undefined | tpr.undefined | tnr.undefined)
+
+
+def _mcc_score(c: FloatCounts) -> Score:
+    # Fractions of the total keep the products of four counts (past 2^31 each) in range; each
+    # square root takes a pair of complementary factors (they sum to 1, so one is >= 1/2), which
+    # keeps the products far from float32's smallest normal number.
+    total = c.tp + c.fp + c.fn + c.tn
+    s = jnp.where(total == 0, jnp.ones((), total.dtype), total)
+    tp, fp, fn, tn = c.tp / s, c.fp / s, c.fn / s, c.tn / s
+    factors = (c.tp + c.fp, c.tp + c.fn, c.tn + c.fp, c.tn + c.fn)
+    undefined = (factors[0] == 0) | (factors[1] == 0) | (factors[2] == 0) | (factors[3] == 0)
+    root = jnp.sqrt((tp + fp) * (tn + fn)) * jnp.sqrt((tp + fn) * (tn + fp))
+    safe = jnp.where(undefined, jnp.ones((), root.dtype), root)
+    value = jnp.where(undefined, jnp.nan, (tp * tn - fp * fn) / safe)
+    return Score(value, undefined)
+
+
+def _fowlkes_mallows_score(c: FloatCounts) -> Score:
+    ppv, tpr = ppv_score(c), tpr_score(c)
+    return either(ppv, tpr, jnp.sqrt(ppv.value * tpr.value))
+
+
+def _informedness_score(c: FloatCounts) -> Score:
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    return either(tpr, tnr, tpr.value + tnr.value - 1.0)
+
+
+def _markedness_score(c: FloatCounts) -> Score:
+    ppv, npv = ppv_score(c), npv_score(c)
+    return either(ppv, npv, ppv.value + npv.value - 1.0)
+
+
+@documented
+def accuracy(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the accuracy of each class's one-vs-rest decision: pixels decided right.
+
+    .. math::
+
+       \mathrm{accuracy} = \frac{TP + TN}{TP + FP + FN + TN}
+
+    (:func:`pixel_accuracy` is the multi-class accuracy of a confusion matrix.)
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.accuracy(jnp.array([[3, 0], [1, 1]])))
+      [0.8 0.8]
+    """
+    return apply_score(
+        _accuracy_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def balanced_accuracy(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the balanced accuracy of each class: the mean of recall and specificity.
+
+    .. math::
+
+       \mathrm{BA} = \tfrac12 \left(\frac{TP}{TP + FN} + \frac{TN}{TN + FP}\right)
+
+    Undefined when the class or its complement is absent from the labels.
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.balanced_accuracy(jnp.array([[3, 0], [1, 1]])))
+      [0.75 0.75]
+    """
+    return apply_score(
+        _balanced_accuracy_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def informedness(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the informedness (Youden's J, bookmaker informedness) of each class.
+
+    .. math::
+
+       \mathrm{BM} = \frac{TP}{TP + FN} + \frac{TN}{TN + FP} - 1
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.informedness(jnp.array([[3, 1], [1, 3]])))
+      [0.5 0.5]
+
+    References:
+      Youden, "Index for rating diagnostic tests", Cancer 1950.
+    """
+    return apply_score(
+        _informedness_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def markedness(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the markedness (Δp) of each class: PPV plus NPV minus one.
+
+    .. math::
+
+       \mathrm{MK} = \frac{TP}{TP + FP} + \frac{TN}{TN + FN} - 1
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.markedness(jnp.array([[3, 1], [1, 3]])))
+      [0.5 0.5]
+
+    References:
+      Powers, "Evaluation: from precision, recall and F-measure to ROC, informedness,
+      markedness and correlation", Journal of Machine Learning Technologies 2011.
+    """
+    return apply_score(
+        _markedness_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def fowlkes_mallows(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the Fowlkes–Mallows index of each class: the geometric mean of PPV and TPR.
+
+    .. math::
+
+       \mathrm{FM} = \sqrt{\frac{TP}{TP + FP} \cdot \frac{TP}{TP + FN}}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.fowlkes_mallows(jnp.array([[3, 1], [1, 3]])))
+      [0.75 0.75]
+
+    References:
+      Fowlkes & Mallows, "A method for comparing two hierarchical clusterings", JASA 1983.
+    """
+    return apply_score(
+        _fowlkes_mallows_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def prevalence_threshold(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the prevalence threshold of each class (Balayla's screening threshold).
+
+    The prevalence below which the positive predictive value falls steeply:
+
+    .. math::
+
+       \mathrm{PT} = \frac{\sqrt{\mathrm{TPR}\,(1 - \mathrm{TNR})} + \mathrm{TNR} - 1}
+       {\mathrm{TPR} + \mathrm{TNR} - 1}
+
+    Undefined where the informedness :math:`\mathrm{TPR} + \mathrm{TNR} - 1` is 0 or a rate is.
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.prevalence_threshold(jnp.array([[3, 1], [1, 3]])).round(4))
+      [0.366 0.366]
+
+    References:
+      Balayla, "Prevalence threshold (φe) and the geometry of screening curves", PLoS ONE 2020.
+    """
+    return apply_score(
+        _prevalence_threshold_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def mcc(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the Matthews correlation coefficient of each class's one-vs-rest decision.
+
+    The correlation of prediction and truth, in :math:`[-1, 1]`:
+
+    .. math::
+
+       \mathrm{MCC} = \frac{TP \cdot TN - FP \cdot FN}
+       {\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)}}
+
+    Undefined (MONAI's rule; scikit-learn's ``matthews_corrcoef`` returns 0, i.e.
+    ``zero_division=0.0``) when a factor of the denominator is 0.
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.mcc(jnp.array([[3, 1], [1, 3]])))
+      [0.5 0.5]
+
+    References:
+      Matthews, "Comparison of the predicted and observed secondary structure of T4 phage
+      lysozyme", Biochimica et Biophysica Acta 1975.
+    """
+    return apply_score(
+        _mcc_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+__all__ = [
+    "accuracy",
+    "balanced_accuracy",
+    "fowlkes_mallows",
+    "informedness",
+    "markedness",
+    "mcc",
+    "prevalence_threshold",
+]

@@ -1,0 +1,394 @@
+r"""The rates of the confusion table, from counts: precision, recall, specificity, NPV and
+their complements (miss rate, fall-out, false discovery and false omission rates).
+
+Each is one ratio of the float counts of each class; its options (``reduction``,
+``zero_division``, ``ignore_empty``, ...) are those of every score. The definitions of the four
+rates (``tpr_score``, ``tnr_score``, ``ppv_score``, ``npv_score``; not exported) are shared
+with the composite scores, which combine them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from jaxseg_losses._core.docs import documented
+from jaxseg_losses.metrics._scoring import FloatCounts, Score, apply_score, ratio
+
+ArrayLike = jax.typing.ArrayLike
+
+
+# The four rates, which the composite scores combine too.
+def tpr_score(c: FloatCounts) -> Score:
+    """The true positive rate (recall)."""
+    return ratio(c.tp, c.tp + c.fn)
+
+
+def tnr_score(c: FloatCounts) -> Score:
+    """The true negative rate (specificity)."""
+    return ratio(c.tn, c.tn + c.fp)
+
+
+def ppv_score(c: FloatCounts) -> Score:
+    """The positive predictive value (precision)."""
+    return ratio(c.tp, c.tp + c.fp)
+
+
+def npv_score(c: FloatCounts) -> Score:
+    """The negative predictive value."""
+    return ratio(c.tn, c.tn + c.fn)
+
+
+@documented
+def precision(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the precision (positive predictive value) of each class: predictions right.
+
+    .. math::
+
+       \mathrm{precision} = \frac{TP}{TP + FP}
+
+    Undefined for a class never predicted.
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.precision(jnp.array([[3, 1], [1, 1]])))
+      [0.75 0.5 ]
+    """
+    return apply_score(
+        ppv_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def recall(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the recall (sensitivity, hit rate, TPR) of each class: the fraction found.
+
+    .. math::
+
+       \mathrm{recall} = \frac{TP}{TP + FN}
+
+    Undefined for a class absent from the labels.
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.recall(jnp.array([[3, 0], [1, 1]])))
+      [1.  0.5]
+    """
+    return apply_score(
+        tpr_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def specificity(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the specificity (selectivity, TNR) of each class: negatives left negative.
+
+    .. math::
+
+       \mathrm{specificity} = \frac{TN}{TN + FP}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.specificity(jnp.array([[3, 0], [1, 1]])))
+      [0.5 1. ]
+    """
+    return apply_score(
+        tnr_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def negative_predictive_value(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the negative predictive value (NPV) of each class: negative calls right.
+
+    .. math::
+
+       \mathrm{NPV} = \frac{TN}{TN + FN}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.negative_predictive_value(jnp.array([[3, 0], [1, 1]])))
+      [1.   0.75]
+    """
+    return apply_score(
+        npv_score,
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def miss_rate(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the miss rate (false negative rate) of each class: the fraction missed.
+
+    .. math::
+
+       \mathrm{FNR} = \frac{FN}{TP + FN} = 1 - \mathrm{recall}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.miss_rate(jnp.array([[3, 0], [1, 1]])))
+      [0.  0.5]
+    """
+    return apply_score(
+        lambda c: ratio(c.fn, c.tp + c.fn),
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def fall_out(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the fall-out (false positive rate) of each class: negatives called positive.
+
+    .. math::
+
+       \mathrm{FPR} = \frac{FP}{FP + TN} = 1 - \mathrm{specificity}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.fall_out(jnp.array([[3, 0], [1, 1]])))
+      [0.5 0. ]
+    """
+    return apply_score(
+        lambda c: ratio(c.fp, c.fp + c.tn),
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def false_discovery_rate(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the false discovery rate of each class: the fraction of its predictions wrong.
+
+    .. math::
+
+       \mathrm{FDR} = \frac{FP}{FP + TP} = 1 - \mathrm{precision}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.false_discovery_rate(jnp.array([[3, 0], [1, 1]])))
+      [0.25 0.  ]
+    """
+    return apply_score(
+        lambda c: ratio(c.fp, c.fp + c.tp),
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+@documented
+def false_omission_rate(
+    counts: Any,
+    *,
+    reduction: str = "none",
+    include_background: bool = True,
+    classes: Sequence[int] | None = None,
+    class_weights: ArrayLike | str | None = None,
+    zero_division: ArrayLike = math.nan,
+    ignore_empty: bool = False,
+    return_count: bool = False,
+) -> Any:
+    r"""Computes the false omission rate of each class: the fraction of negative calls wrong.
+
+    .. math::
+
+       \mathrm{FOR} = \frac{FN}{FN + TN} = 1 - \mathrm{NPV}
+
+    Args:
+      <score args>
+
+    <score returns>
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> print(jsl.metrics.false_omission_rate(jnp.array([[3, 0], [1, 1]])))
+      [0.   0.25]
+    """
+    return apply_score(
+        lambda c: ratio(c.fn, c.fn + c.tn),
+        counts,
+        reduction=reduction,
+        include_background=include_background,
+        classes=classes,
+        class_weights=class_weights,
+        zero_division=zero_division,
+        ignore_empty=ignore_empty,
+        return_count=return_count,
+    )
+
+
+__all__ = [
+    "fall_out",
+    "false_discovery_rate",
+    "false_omission_rate",
+    "miss_rate",
+    "negative_predictive_value",
+    "precision",
+    "recall",
+    "specificity",
+]
