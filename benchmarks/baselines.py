@@ -6,8 +6,10 @@ Every implementation is a function ``loss(logits, labels) -> scalar`` over the s
 the loss: the mean over valid pixels (CE, focal) or the per-sample, per-class mean (IoU, Dice),
 with smoothing 1.
 
-* ``jaxseg_losses``: the library's public functions with ``ignore_index=IGNORE_INDEX``, each
-  included only when the installed package has it.
+* ``jaxseg_losses``: the library's public functions with ``ignore_index=IGNORE_INDEX``: every
+  loss of the table of built-in losses (``jaxseg_losses.registry.BUILTIN_LOSSES``) that names a
+  benchmark row, with that row's options, plus ``combine("ce+dice")``, CE + Dice as two calls and
+  Dice's squared denominator.
 * ``optax``: ``softmax_cross_entropy_with_integer_labels`` (``sigmoid_binary_cross_entropy`` for
   one sigmoid channel), ``dice_loss`` on one-hot targets and ``sigmoid_focal_loss``. They cannot
   skip a label value, so ignored pixels get label 0 and a plain-jnp mask multiply removes them
@@ -29,6 +31,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from jaxseg_losses.registry import BUILTIN_LOSSES
 
 IGNORE_INDEX = 255
 
@@ -70,7 +74,8 @@ REFERENCE_ONLY = ("dice_squared", "mcc", "boundary", "hausdorff", "cldice")
 # Families without a plain-jnp version (it would need the library's own distance transform).
 NO_PLAIN_JNP = ("boundary", "hausdorff", "cldice")
 
-TOPK_PERCENT = 10.0
+# The top-k share of the table's top-k row, which the plain version matches.
+TOPK_PERCENT = next(e.benchmark_options["k"] for e in BUILTIN_LOSSES if e.benchmark == "topk")
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -343,8 +348,18 @@ def optax_poly(logits: jax.Array, labels: jax.Array, *, activation: str) -> jax.
 # The registry.
 
 
+def _table_rows(activation: str) -> list[Any]:
+    """The built-in losses that have a benchmark row, for ``activation``: every row of
+    ``jsl.registry.BUILTIN_LOSSES`` with a ``benchmark`` family that accepts it. Where a family
+    has a loss made for this activation alone (the Lovász hinge for "sigmoid"), it takes the row."""
+    rows = [e for e in BUILTIN_LOSSES if e.benchmark and activation in e.activations]
+    dedicated = {e.benchmark for e in rows if e.activations == (activation,)}
+    return [e for e in rows if e.benchmark not in dedicated or e.activations == (activation,)]
+
+
 def _jsl_impls(activation: str) -> list[Impl]:
-    """The library's losses that exist in the installed package."""
+    """The library's losses: one row per benchmarked entry of the table of built-in losses,
+    plus the ways of combining CE and Dice and Dice's squared denominator."""
     import jaxseg_losses as jsl
 
     common = {"activation": activation, "ignore_index": IGNORE_INDEX}
@@ -353,43 +368,23 @@ def _jsl_impls(activation: str) -> list[Impl]:
     def add(family: str, name: str, fn: LossFn) -> None:
         impls.append(Impl(family, "jaxseg_losses", name, fn))
 
-    def add_loss(family: str, attr: str, name: str | None = None, **options: Any) -> None:
-        """``jsl.<attr>(logits, labels, **common, **options)``, where the package has it."""
-        loss = getattr(jsl, attr, None)
-        if loss is not None:
-            kwargs = {**common, **options}
-            add(family, name or f"jsl.{attr}", lambda x, y: loss(x, y, **kwargs))
+    def add_loss(family: str, loss: Any, name: str, **options: Any) -> None:
+        """``loss(logits, labels, **common, **options)`` (a fixed activation is not passed)."""
+        accepts = inspect.signature(loss).parameters
+        kwargs = {k: v for k, v in {**common, **options}.items() if k in accepts}
+        add(family, name, lambda x, y: loss(x, y, **kwargs))
 
-    add_loss("iou", "iou_loss")
-    add_loss("dice", "dice_loss")
-    add_loss("ce", "cross_entropy_loss")
-    add_loss("focal", "focal_loss")
-    add_loss("poly", "poly_cross_entropy_loss")
-    add_loss("topk", "topk_cross_entropy_loss", k=TOPK_PERCENT)
-    add_loss("tversky", "tversky_loss", alpha=0.3, beta=0.7)
-    add_loss("ce+dice", "dice_ce_loss")
-    combine = getattr(jsl, "combine", None)
-    if combine is not None:
-        combined = combine("ce+dice", **common)
-        add("ce+dice", 'jsl.combine("ce+dice")', lambda x, y: combined(x, y)[0])
-    ce, dice = getattr(jsl, "cross_entropy_loss", None), getattr(jsl, "dice_loss", None)
-    if ce is not None and dice is not None:
-        add(
-            "ce+dice",
-            "jsl.cross_entropy_loss + jsl.dice_loss",
-            lambda x, y: ce(x, y, **common) + dice(x, y, **common),
-        )
-    if dice is not None and "squared_pred" in inspect.signature(dice).parameters:
-        add_loss("dice_squared", "dice_loss", "jsl.dice_loss(squared_pred=True)", squared_pred=True)
-    add_loss("mcc", "mcc_loss")
-    add_loss("boundary", "boundary_loss")
-    add_loss("hausdorff", "hausdorff_dt_loss")
-    add_loss("cldice", "cldice_loss")
-    # Lovász-Softmax for exclusive classes, the Lovász hinge on one sigmoid channel.
-    lovasz_name = "lovasz_softmax_loss" if activation == "softmax" else "lovasz_hinge_loss"
-    lovasz = getattr(jsl, lovasz_name, None)
-    if lovasz is not None:
-        add("lovasz", f"jsl.{lovasz_name}", lambda x, y: lovasz(x, y, ignore_index=IGNORE_INDEX))
+    for entry in _table_rows(activation):
+        add_loss(entry.benchmark, entry.fn, f"jsl.{entry.name}", **entry.benchmark_options)
+    combined = jsl.combine("ce+dice", **common)
+    add("ce+dice", 'jsl.combine("ce+dice")', lambda x, y: combined(x, y)[0])
+    ce, dice = jsl.cross_entropy_loss, jsl.dice_loss
+    add(
+        "ce+dice",
+        "jsl.cross_entropy_loss + jsl.dice_loss",
+        lambda x, y: ce(x, y, **common) + dice(x, y, **common),
+    )
+    add_loss("dice_squared", dice, "jsl.dice_loss(squared_pred=True)", squared_pred=True)
     return impls
 
 
