@@ -61,8 +61,11 @@ html_theme_options = {
 
 
 def _documented_public_names():
-    """Every public name the API reference must show: ``jsl.*``, ``jsl.metrics.*``, ...."""
-    names = []
+    """Every public name the API reference must show: every loss of the table of built-in
+    losses, ``jsl.*``, ``jsl.metrics.*``, ...."""
+    from jaxseg_losses.registry import BUILTIN_LOSSES
+
+    names = [f"jaxseg_losses.{entry.name}" for entry in BUILTIN_LOSSES]
     for name in jaxseg_losses.__all__:
         obj = getattr(jaxseg_losses, name)
         if inspect.ismodule(obj):
@@ -70,7 +73,7 @@ def _documented_public_names():
                 names.append(f"jaxseg_losses.{name}.{sub}")
         else:
             names.append(f"jaxseg_losses.{name}")
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _check_api_reference(app, env):
