@@ -109,13 +109,13 @@ class CombinedLoss:
     def __call__(
         self, logits: ArrayLike, labels: ArrayLike, *, mask: ArrayLike | None = None
     ) -> tuple[jax.Array, Parts]:
-        data = (logits, labels, mask, *self._data_options)
-        return engine.evaluate(self.terms, *data, self.axis_name, self.reduction)
+        data = self._data(logits, labels, mask)
+        return engine.evaluate(self.terms, data, self.axis_name, self.reduction)
 
-    @property
-    def _data_options(self) -> tuple[str | None, int, int | None]:
-        """``(activation, class_axis, ignore_index)``: how every term reads the data."""
-        return self.activation, self.class_axis, self.ignore_index
+    def _data(self, logits: ArrayLike, labels: ArrayLike, mask: ArrayLike | None) -> engine.Data:
+        """The data of a call, read by every term as the combination's options say."""
+        options = (self.activation, self.class_axis, self.ignore_index)
+        return engine.Data(logits, labels, mask, *options)
 
     def check_decomposable(self) -> None:
         """Raises ``ValueError`` unless every term is a function of additive batch sums."""
@@ -152,8 +152,7 @@ class CombinedLoss:
           The sums; those of several parts of a batch add up to those of the whole batch.
         """
         self.check_decomposable()
-        data = (logits, labels, mask, *self._data_options)
-        return engine.collect_sums(self.terms, *data, self.reduction)
+        return engine.collect_sums(self.terms, self._data(logits, labels, mask), self.reduction)
 
     def finalize(self, sums: Mapping[str, Any]) -> tuple[jax.Array, Parts]:
         """``(total, parts)`` of the batch whose :meth:`sums` (added over its parts) these are."""

@@ -11,5 +11,7 @@ The modules here are the shared seams that the loss families (``losses/``), the 
 * ``fused``: the kernels behind those statistics (one log-sum-exp per pixel with analytic,
   checkpointed derivatives).
 * ``engine``: ``LossDefinition``, ``define_loss`` and the evaluation of described terms.
+* ``signatures``: the signatures of the generated public functions (losses, pairs, scores) and
+  the binding of their calls; ``docs``: the shared docstring paragraphs.
 * ``exact``: exact integer counts past 2³¹ without x64, compensated float sums.
 """

@@ -20,28 +20,28 @@ import jax
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core import docs
 from jaxseg_losses._core.definition import ALL_OPTIONS, LossDefinition, LossFunction
-from jaxseg_losses._core.engine import evaluate, make_term
+from jaxseg_losses._core.engine import Data, evaluate, make_term
+from jaxseg_losses._core.signatures import (
+    bind,
+    give_signature,
+    keyword_parameters,
+    positional_parameters,
+)
 
 ArrayLike = jax.typing.ArrayLike
 
-# Annotations of the generated signatures, as strings so that `help()` and the docs read the
-# alias `ArrayLike`, not the Union it stands for.
-_SHARED_ANNOTATIONS: dict[str, str] = {
-    "activation": "str | None",
-    "class_axis": "int",
-    "ignore_index": "int | None",
-    "mask": "ArrayLike | None",
-    "aggregate": "str",
-    "axis_name": "Hashable | None",
-    "reduction": "str",
-}
-_SHARED_DEFAULTS: dict[str, Any] = {
-    "class_axis": -1,
-    "ignore_index": None,
-    "mask": None,
-    "aggregate": "sample",
-    "axis_name": None,
-    "reduction": "mean",
+# The shared options of every generated loss, with their defaults and annotations (strings, so
+# that `help()` and the docs read the alias `ArrayLike`, not the Union it stands for). A loss
+# that accepts several activations defaults to the first; one with a single activation has no
+# `activation` option.
+SHARED_PARAMETERS: dict[str, tuple[Any, str]] = {
+    "activation": ("softmax", "str | None"),
+    "class_axis": (-1, "int"),
+    "ignore_index": (None, "int | None"),
+    "mask": (None, "ArrayLike | None"),
+    "aggregate": ("sample", "str"),
+    "axis_name": (None, "Hashable | None"),
+    "reduction": ("mean", "str"),
 }
 
 
@@ -112,20 +112,14 @@ def define_loss(
         )
     options = _factory_options(factory)
     default_activation = accepted[0]
-    shared = dict(_SHARED_DEFAULTS)
-    if len(accepted) > 1:
-        shared = {"activation": default_activation, **shared}
+    shared = dict(SHARED_PARAMETERS)
+    if len(accepted) == 1:
+        del shared["activation"]
+    else:
+        shared["activation"] = (default_activation, shared["activation"][1])
     signature = _signature(options, shared)
     loss_fn = _loss_function(factory, signature, options, default_activation)
-    loss_fn.__signature__ = signature  # type: ignore[attr-defined]
-    loss_fn.__annotations__ = {
-        **{
-            p.name: p.annotation
-            for p in signature.parameters.values()
-            if p.annotation is not p.empty
-        },
-        "return": signature.return_annotation,
-    }
+    give_signature(loss_fn, signature)
     loss_fn.__doc__ = docs.fill(
         factory.__doc__ or "", {"shared args": docs.option_docs(shared)}, strict=False
     )
@@ -135,23 +129,12 @@ def define_loss(
 
 
 def _signature(
-    options: Mapping[str, inspect.Parameter], shared: Mapping[str, Any]
+    options: Mapping[str, inspect.Parameter], shared: Mapping[str, tuple[Any, str]]
 ) -> inspect.Signature:
     """``(logits, labels, *, <the factory's options>, <the shared options>) -> jax.Array``."""
-    data = [
-        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="ArrayLike")
-        for name in ("logits", "labels")
-    ]
+    data = positional_parameters(("logits", "labels"), "ArrayLike")
     own = [p.replace(annotation=_annotation_name(p.annotation)) for p in options.values()]
-    common = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=default,
-            annotation=_SHARED_ANNOTATIONS.get(name, inspect.Parameter.empty),
-        )
-        for name, default in shared.items()
-    ]
+    common = keyword_parameters(shared)
     return inspect.Signature([*data, *own, *common], return_annotation="jax.Array")
 
 
@@ -166,12 +149,7 @@ def _loss_function(
 
     @functools.wraps(factory)
     def loss_fn(logits: ArrayLike, labels: ArrayLike, **kwargs: Any) -> jax.Array:
-        try:
-            bound = signature.bind(logits, labels, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{name}() {error}") from None
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = bind(name, signature, logits, labels, **kwargs)
         activation = arguments.get("activation", default_activation)
         term = make_term(
             name,
@@ -183,17 +161,8 @@ def _loss_function(
             reduction=arguments["reduction"],
             axis_name=arguments["axis_name"],
         )
-        total, _ = evaluate(
-            (term,),
-            arguments["logits"],
-            arguments["labels"],
-            arguments["mask"],
-            activation,
-            arguments["class_axis"],
-            arguments["ignore_index"],
-            arguments["axis_name"],
-            arguments["reduction"],
-        )
+        data = Data.of_call(arguments, activation)
+        total, _ = evaluate((term,), data, arguments["axis_name"], arguments["reduction"])
         return total
 
     return loss_fn

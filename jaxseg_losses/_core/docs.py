@@ -3,8 +3,11 @@ r"""The paragraphs that several docstrings share, each written once under a uniq
 A docstring names a block on a line of its own, ``<region args>``; :func:`documented` replaces
 that line with the block, indented like the marker. Every block lives in :data:`BLOCKS`, so a
 shared paragraph has one source and one name across the library (losses and metrics alike),
-and an unknown marker is an error at import. This module and :func:`define_loss` (for the
-functions it generates) are the only places that write ``__doc__``.
+and an unknown marker is an error at import. A block that is a whole section (``Returns:``,
+``References:``) holds its heading; an ``... example setup`` block holds the first lines that
+several examples share (imports and data), and each docstring goes on with its own lines. This
+module and :func:`define_loss` (for the functions it generates) are the only places that write
+``__doc__``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,18 @@ OPTION_DOCS = {
           ``"sum"`` (over samples) or ``"none"`` (``[B]``, one loss per sample).""",
 }
 
+# The examples of the pixel-wise losses, their maps and the ready-made pairs: three pixels, two
+# classes.
+_EXAMPLE_LOGITS = """\
+        >>> import jax.numpy as jnp
+        >>> import jaxseg_losses as jsl
+        >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])"""
+# What a loss returns; most losses add what a sample without a valid pixel gives.
+_LOSS_RETURNS = """\
+      Returns:
+        A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses
+        for ``reduction="none"``."""
+
 BLOCKS: dict[str, str] = {
     # The data arguments of every loss and per-pixel loss map.
     "data args": """\
@@ -47,6 +62,17 @@ BLOCKS: dict[str, str] = {
           float dtype; 1-D, 2-D or 3-D spatial shape.
         labels: ``[B, *spatial]`` integer class indices, or ``[B, *spatial, C]`` dense float
           targets (one-hot or soft), laid out like ``logits``.""",
+    "loss returns": _LOSS_RETURNS,
+    "sample loss returns": _LOSS_RETURNS
+    + """
+        A sample without any valid pixel has loss 0 and is left out of the mean.""",
+    # The losses whose mean runs over the valid pixels (focal, Poly-1, top-k).
+    "pixel loss returns": """\
+      Returns:
+        A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.""",
+    "loss example setup": _EXAMPLE_LOGITS
+    + """
+        >>> labels = jnp.array([[0, 1, 1]])""",
     # Per-pixel maps (cross_entropy_map, focal_map) take the data options without a reduction.
     "map args": """\
         activation: ``"softmax"`` (categorical, C >= 2), ``"sigmoid"`` (binary with C == 1, or
@@ -54,6 +80,10 @@ BLOCKS: dict[str, str] = {
           for C >= 2, binary for C == 1).
         class_axis: the axis of ``logits`` holding the classes (``1`` for NCHW).""",
     "map mask args": OPTION_DOCS["ignore_index"] + "\n" + OPTION_DOCS["mask"],
+    "map returns": """\
+      Returns:
+        ``[B, *spatial]`` float32 per-pixel losses.""",
+    "map example setup": _EXAMPLE_LOGITS,
     # The region losses.
     "region args": """\
         smooth: added to numerator and denominator of each ratio (default 1).
@@ -70,13 +100,30 @@ BLOCKS: dict[str, str] = {
           still counted in the mean over classes (smp); ``"exclude"`` left out of the mean over
           classes, and a row with no present class is left out of the mean over rows (as a
           fully masked sample).""",
-    "region returns": """\
+    "region example setup": """\
+        >>> import jax.numpy as jnp
+        >>> import jaxseg_losses as jsl
+        >>> logits = jnp.array([[[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0]]])   # [B=1, P=3, C=2]
+        >>> labels = jnp.array([[0, 1, 1]])""",
+    # The per-class losses of overlap statistics (iou_from_stats, dice_from_stats, ...).
+    "stats returns": """\
       Returns:
-        A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses
-        for ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out of
-        the mean.""",
-    # The ready-made pairs of combine.
-    "pair args": """\
+        ``[..., C]`` per-class losses.""",
+    "stats example setup": """\
+        >>> import jax.numpy as jnp
+        >>> import jaxseg_losses as jsl
+        >>> stats = jsl.OverlapStats(tp=jnp.array([[3.0]]), fp=jnp.array([[1.0]]),
+        ...                          fn=jnp.array([[1.0]]))""",
+    # The Lovász losses (softmax and hinge) cite the same two papers.
+    "lovasz references": """\
+      References:
+        Berman, Rannen Triki & Blaschko, "The Lovász-Softmax loss: A tractable surrogate for the
+        optimization of the intersection-over-union measure in neural networks", CVPR 2018.
+        Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
+        2018.""",
+    # The ready-made pairs: the options they share, after each pair's own terms' weights and
+    # options (losses/pairs.py writes those).
+    "pair shared args": """\
         logits: ``[B, *spatial, C]`` float logits (probabilities when ``activation=None``).
         labels: ``[B, *spatial]`` integer class indices or ``[B, *spatial, C]`` dense targets.
         activation: ``"softmax"``, ``"sigmoid"`` or ``None``, for both terms.
@@ -135,8 +182,13 @@ def set_doc(fn: F, doc: str, blocks: dict[str, str] | None = None) -> F:
     return fn
 
 
-# The metrics: the options every score of counts shares, and the arguments every surface metric
-# shares (each surface metric writes its own arguments between the two surface blocks).
+# The metrics: the options every score of counts shares, what the means of a confusion matrix
+# return, and the arguments every surface metric shares (each surface metric writes its own
+# arguments between the two surface blocks).
+_SCORE_EXAMPLE = """\
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl"""
+
 BLOCKS.update(
     {
         "score args": """\
@@ -161,6 +213,17 @@ BLOCKS.update(
       ``[..., C]`` float32 scores (float64 under x64 for exact counts) for
       ``reduction="none"``, else the reduced value (see :func:`reduce`); with
       ``return_count=True``, a pair ``(value, count)`` with an int32 count of the same shape.""",
+        "score example setup": _SCORE_EXAMPLE,
+        # The 2-class confusion matrix of several examples.
+        "matrix example setup": _SCORE_EXAMPLE
+        + """
+      >>> m = jnp.array([[3, 1], [1, 1]])""",
+        "class mean returns": """\
+    Returns:
+      ``[...]`` float32; NaN when no kept class is defined.""",
+        "matrix returns": """\
+    Returns:
+      ``[...]`` float32; NaN when nothing was counted.""",
         "surface args": """\
       predictions: the predicted segmentation: integer class indices ``[B, *spatial]`` (with
         ``num_classes``), or boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves
@@ -182,5 +245,10 @@ BLOCKS.update(
     Returns:
       ``[B, C]`` float32, one value per image and class (``[B, C - 1]``, classes ``1 .. C-1``,
       with ``include_background=False``).""",
+        "surface example setup": """\
+      >>> import jax.numpy as jnp
+      >>> import jaxseg_losses as jsl
+      >>> labels = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 2:6].set(1)
+      >>> predictions = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 3:8].set(1)""",
     }
 )

@@ -241,22 +241,41 @@ def term_value(term: Term, partial: Any, reduction: str) -> jax.Array:
     return partial
 
 
-def collect_sums(
-    terms: Sequence[Term],
-    logits: ArrayLike,
-    labels: ArrayLike,
-    mask: ArrayLike | None,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    reduction: str,
-) -> dict[str, Any]:
+class Data(NamedTuple):
+    """The data of a loss call, and how every term reads it (``activation``, ``class_axis``,
+    ``ignore_index``; a term with a fixed activation keeps its own)."""
+
+    logits: ArrayLike
+    labels: ArrayLike
+    mask: ArrayLike | None
+    activation: str | None
+    class_axis: int
+    ignore_index: int | None
+
+    @classmethod
+    def of_call(cls, arguments: Mapping[str, Any], activation: str | None) -> Data:
+        """The data of a call from its arguments by name (``logits``, ``labels``, ``mask``,
+        ``class_axis``, ``ignore_index``)."""
+        logits, labels, mask = arguments["logits"], arguments["labels"], arguments["mask"]
+        return cls(
+            logits, labels, mask, activation, arguments["class_axis"], arguments["ignore_index"]
+        )
+
+
+def collect_sums(terms: Sequence[Term], data: Data, reduction: str) -> dict[str, Any]:
     """Every described term's partial result, from one shared :class:`Inputs` per activation."""
     described = [term for term in terms if term.definition is not None]
     inputs_by_activation: dict[str | None, Inputs] = {}
     for term in described:
         if term.activation not in inputs_by_activation:
-            inputs = prepare(logits, labels, term.activation, class_axis, ignore_index, mask)
+            inputs = prepare(
+                data.logits,
+                data.labels,
+                term.activation,
+                data.class_axis,
+                data.ignore_index,
+                data.mask,
+            )
             # What the terms on these inputs read decides how the shared statistics are
             # computed (one kernel for all of them, the cheapest one that has everything).
             users = [t for t in described if t.activation == term.activation]
@@ -278,21 +297,11 @@ def weighted_total(terms: Sequence[Term], parts: Mapping[str, jax.Array]) -> jax
 
 
 def evaluate(
-    terms: Sequence[Term],
-    logits: ArrayLike,
-    labels: ArrayLike,
-    mask: ArrayLike | None,
-    activation: str | None,
-    class_axis: int,
-    ignore_index: int | None,
-    axis_name: Any,
-    reduction: str,
+    terms: Sequence[Term], data: Data, axis_name: Any, reduction: str
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``(Σ_k λ_k L_k, {name: L_k})``: the one evaluation path of every loss call."""
     _checks.check_choice("reduction", reduction, _checks.REDUCTIONS)
-    partials = collect_sums(
-        terms, logits, labels, mask, activation, class_axis, ignore_index, reduction
-    )
+    partials = collect_sums(terms, data, reduction)
     if axis_name is not None and reduction != "none" and partials:
         # Sums, not per-device ratios, cross the devices: the ratio taken after the psum is the
         # global one, whatever each device holds.
@@ -302,12 +311,12 @@ def evaluate(
         if term.definition is None:
             assert term.call is not None
             parts[term.name] = term.call(
-                logits,
-                labels,
-                activation=activation,
-                class_axis=class_axis,
-                ignore_index=ignore_index,
-                mask=mask,
+                data.logits,
+                data.labels,
+                activation=data.activation,
+                class_axis=data.class_axis,
+                ignore_index=data.ignore_index,
+                mask=data.mask,
                 axis_name=axis_name,
                 reduction=reduction,
             )

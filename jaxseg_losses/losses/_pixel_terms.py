@@ -8,6 +8,7 @@ form is computed in log space: the label's log-probability from the shared log-s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -156,6 +157,20 @@ def cross_entropy_terms(
     # The normaliser is the target's expected class weight Σ_c w_c g_c: w_y for a one-hot row,
     # so dense one-hot targets and integer labels give the same weighted mean.
     return loss, jnp.sum(w.weights * targets, axis=-1)
+
+
+def cross_entropy_pixels(
+    class_weights: Any, pos_weight: Any, label_smoothing: Any
+) -> Callable[[Inputs], tuple[jax.Array, jax.Array | None]]:
+    """:func:`cross_entropy_terms` with these options (checked): what the cross-entropy loss,
+    its map and the top-k loss compute per pixel."""
+    check_ce_options(class_weights, pos_weight, label_smoothing)
+    return functools.partial(
+        cross_entropy_terms,
+        class_weights=class_weights,
+        pos_weight=pos_weight,
+        label_smoothing=label_smoothing,
+    )
 
 
 def pixel_map(

@@ -14,6 +14,7 @@ logits of ±100.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,17 +35,6 @@ ArrayLike = jax.typing.ArrayLike
 def _focal_factor(log_one_minus_p: jax.Array, gamma: Any) -> jax.Array:
     r""":math:`(1 - p)^\gamma` as :math:`\exp(\gamma \log(1 - p))`: finite slopes for any γ ≥ 0."""
     return jnp.exp(gamma * log_one_minus_p)
-
-
-def _check_focal_options(
-    gamma: Any, alpha: Any, class_weights: Any = None, include_background: Any = True
-) -> None:
-    _checks.check_nonnegative("gamma", gamma)
-    if alpha is not None:
-        _checks.check_real("alpha", alpha, high=1.0, vector=True)
-    if class_weights is not None:
-        _checks.check_real("class_weights", class_weights, vector=True)
-    _checks.check_bool("include_background", include_background)
 
 
 def _focal_terms(
@@ -122,6 +112,25 @@ def _focal_terms(
     return -jnp.sum(per_class, axis=-1)
 
 
+def _focal_pixels(
+    gamma: Any, alpha: Any, class_weights: Any, include_background: Any
+) -> Callable[[Inputs], jax.Array]:
+    """The focal loss of each pixel with these options (checked), for the loss and its map."""
+    _checks.check_nonnegative("gamma", gamma)
+    if alpha is not None:
+        _checks.check_real("alpha", alpha, high=1.0, vector=True)
+    if class_weights is not None:
+        _checks.check_real("class_weights", class_weights, vector=True)
+    _checks.check_bool("include_background", include_background)
+    return functools.partial(
+        _focal_terms,
+        gamma=gamma,
+        alpha=alpha,
+        class_weights=class_weights,
+        include_background=include_background,
+    )
+
+
 @define_loss
 def focal_loss(
     *,
@@ -187,14 +196,10 @@ def focal_loss(
       include_background: ``False`` drops the term of class 0 (channel 0).
       <shared args>
 
-    Returns:
-      A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
+    <pixel loss returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
-      >>> labels = jnp.array([[0, 1, 1]])
+      <loss example setup>
       >>> print(f"{jsl.focal_loss(logits, labels, gamma=2.0):.4f}")
       0.2352
       >>> ce = jsl.cross_entropy_loss(logits, labels)
@@ -204,16 +209,7 @@ def focal_loss(
     References:
       Lin, Goyal, Girshick, He & Dollár, "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _check_focal_options(gamma, alpha, class_weights, include_background)
-    return LossDefinition.pixel_mean(
-        lambda inputs: _focal_terms(
-            inputs,
-            gamma=gamma,
-            alpha=alpha,
-            class_weights=class_weights,
-            include_background=include_background,
-        )
-    )
+    return LossDefinition.pixel_mean(_focal_pixels(gamma, alpha, class_weights, include_background))
 
 
 @documented
@@ -249,13 +245,10 @@ def focal_map(
       include_background: ``False`` drops the term of class 0.
       <map mask args>
 
-    Returns:
-      ``[B, *spatial]`` float32 per-pixel losses.
+    <map returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
+      <map example setup>
       >>> labels = jnp.array([[0, 0, 1]])
       >>> print(jnp.round(jsl.focal_map(logits, labels, gamma=2.0), 4))
       [[0.0018 1.6501 0.7019]]
@@ -263,12 +256,5 @@ def focal_map(
     References:
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    _check_focal_options(gamma, alpha, class_weights, include_background)
-    terms = functools.partial(
-        _focal_terms,
-        gamma=gamma,
-        alpha=alpha,
-        class_weights=class_weights,
-        include_background=include_background,
-    )
+    terms = _focal_pixels(gamma, alpha, class_weights, include_background)
     return _terms.pixel_map(terms, logits, labels, activation, class_axis, ignore_index, mask)

@@ -233,9 +233,7 @@ def lovasz_softmax_loss(
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``, per sample; ``aggregate="sample"``
         only).
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``.
+    <loss returns>
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -249,11 +247,7 @@ def lovasz_softmax_loss(
       >>> print(f"{jax.jit(jsl.lovasz_softmax_loss)(logits, labels):.4f}")
       0.0000
 
-    References:
-      Berman, Rannen Triki & Blaschko, "The Lovász-Softmax loss: A tractable surrogate for the
-      optimization of the intersection-over-union measure in neural networks", CVPR 2018.
-      Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
-      2018.
+    <lovasz references>
     """
     if isinstance(classes, str) and classes not in CLASS_SETS:
         raise ValueError(
@@ -327,9 +321,7 @@ def lovasz_hinge_loss() -> LossDefinition:
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``, per sample; ``aggregate="sample"``
         only).
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``.
+    <loss returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -342,11 +334,7 @@ def lovasz_hinge_loss() -> LossDefinition:
       >>> print(f"{jsl.lovasz_hinge_loss(confident, labels):.4f}")
       0.0000
 
-    References:
-      Berman, Rannen Triki & Blaschko, "The Lovász-Softmax loss: A tractable surrogate for the
-      optimization of the intersection-over-union measure in neural networks", CVPR 2018.
-      Yu & Blaschko, "The Lovász Hinge: A Novel Convex Surrogate for Submodular Losses", TPAMI
-      2018.
+    <lovasz references>
     """
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:

@@ -12,27 +12,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
 import jax
 
 from jaxseg_losses._core import engine
-from jaxseg_losses._core.docs import set_doc
+from jaxseg_losses._core.define import SHARED_PARAMETERS
+from jaxseg_losses._core.definition import SHARED_OPTIONS
+from jaxseg_losses._core.docs import BLOCKS, set_doc
+from jaxseg_losses._core.signatures import (
+    bind,
+    give_signature,
+    keyword_parameters,
+    positional_parameters,
+)
 from jaxseg_losses.losses import focal, pixelwise, region
 
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Any]
 
-# The options every pair takes after its terms' weights and options, with their defaults and
-# annotations (strings, so that help() and the docs read the alias ArrayLike).
+# The options every pair takes after its terms' weights and options: the shared options of
+# every loss (their defaults and annotations), and return_parts.
 _SHARED = {
-    "activation": ("softmax", "str | None"),
-    "class_axis": (-1, "int"),
-    "ignore_index": (None, "int | None"),
-    "mask": (None, "ArrayLike | None"),
-    "axis_name": (None, "Hashable | None"),
-    "reduction": ("mean", "str"),
+    **{name: SHARED_PARAMETERS[name] for name in SHARED_OPTIONS},
     "return_parts": (False, "bool"),
 }
 
@@ -48,29 +52,17 @@ class _Term:
 
 def _signature(terms: tuple[_Term, _Term]) -> inspect.Signature:
     """``(logits, labels, *, <a>_weight, <b>_weight, <a>_options, <b>_options, <shared>)``."""
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    weights = {f"{t.name}_weight": (1.0, "ArrayLike") for t in terms}
+    options = {f"{t.name}_options": (None, "Mapping[str, Any] | None") for t in terms}
     parameters = [
-        inspect.Parameter(n, positional, annotation="ArrayLike") for n in ("logits", "labels")
-    ]
-    parameters += [
-        inspect.Parameter(f"{t.name}_weight", keyword, default=1.0, annotation="ArrayLike")
-        for t in terms
-    ]
-    parameters += [
-        inspect.Parameter(
-            f"{t.name}_options", keyword, default=None, annotation="Mapping[str, Any] | None"
-        )
-        for t in terms
-    ]
-    parameters += [
-        inspect.Parameter(name, keyword, default=default, annotation=annotation)
-        for name, (default, annotation) in _SHARED.items()
+        *positional_parameters(("logits", "labels"), "ArrayLike"),
+        *keyword_parameters({**weights, **options, **_SHARED}),
     ]
     return inspect.Signature(parameters, return_annotation="Any")
 
 
-def _term_docs(terms: tuple[_Term, _Term]) -> str:
+def _argument_docs(terms: tuple[_Term, _Term]) -> str:
+    """The ``Args`` of a pair: its terms' weights and options, then the shared options."""
     weights = [
         f"{t.name}_weight: :math:`\\lambda_{{\\mathrm{{{t.name}}}}}`, the {t.label} term's weight."
         for t in terms
@@ -79,7 +71,7 @@ def _term_docs(terms: tuple[_Term, _Term]) -> str:
         f"{t.name}_options: keyword options of :func:`jaxseg_losses.{t.fn.__name__}`."
         for t in terms
     ]
-    return "\n".join(weights + options)
+    return "\n".join([*weights, *options, textwrap.dedent(BLOCKS["pair shared args"])])
 
 
 def _pair(name: str, first: _Term, second: _Term, doc: str) -> Callable[..., Any]:
@@ -89,12 +81,7 @@ def _pair(name: str, first: _Term, second: _Term, doc: str) -> Callable[..., Any
     signature = _signature(terms)
 
     def pair(logits: ArrayLike, labels: ArrayLike, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(logits, labels, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{name}() {error}") from None
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = bind(name, signature, logits, labels, **kwargs)
         named = (
             (
                 t.name,
@@ -111,19 +98,12 @@ def _pair(name: str, first: _Term, second: _Term, doc: str) -> Callable[..., Any
         bound_terms = engine.bind_terms(
             named, activation=activation, reduction=reduction, axis_name=axis_name
         )
-        data = (logits, labels, arguments["mask"], activation, arguments["class_axis"])
-        total, parts = engine.evaluate(
-            bound_terms, *data, arguments["ignore_index"], axis_name, reduction
-        )
+        data = engine.Data.of_call(arguments, activation)
+        total, parts = engine.evaluate(bound_terms, data, axis_name, reduction)
         return (total, parts) if arguments["return_parts"] else total
 
-    pair.__name__ = pair.__qualname__ = name
-    pair.__signature__ = signature  # type: ignore[attr-defined]
-    pair.__annotations__ = {
-        **{p.name: p.annotation for p in signature.parameters.values()},
-        "return": signature.return_annotation,
-    }
-    return set_doc(pair, doc, {"pair term args": _term_docs(terms)})
+    give_signature(pair, signature, name)
+    return set_doc(pair, doc, {"pair args": _argument_docs(terms)})
 
 
 _DICE = _Term("dice", region.dice_loss, "Dice")
@@ -145,16 +125,12 @@ dice_ce_loss = _pair(
     :func:`jaxseg_losses.cross_entropy_loss`.
 
     Args:
-      <pair term args>
       <pair args>
 
     <pair returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
-      >>> labels = jnp.array([[0, 1, 1]])
+      <loss example setup>
       >>> total, parts = jsl.dice_ce_loss(logits, labels, return_parts=True)
       >>> print(f"{total:.4f} = {parts['dice']:.4f} + {parts['ce']:.4f}")
       0.7658 = 0.2435 + 0.5224
@@ -179,16 +155,12 @@ dice_focal_loss = _pair(
     :func:`jaxseg_losses.focal_loss`.
 
     Args:
-      <pair term args>
       <pair args>
 
     <pair returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
-      >>> labels = jnp.array([[0, 1, 1]])
+      <loss example setup>
       >>> print(f"{jsl.dice_focal_loss(logits, labels, focal_options={'gamma': 2.0}):.4f}")
       0.4786
 
@@ -212,16 +184,12 @@ iou_ce_loss = _pair(
     ``iou_options={"log": True}`` for the log-IoU loss.
 
     Args:
-      <pair term args>
       <pair args>
 
     <pair returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
-      >>> labels = jnp.array([[0, 1, 1]])
+      <loss example setup>
       >>> print(f"{jsl.iou_ce_loss(logits, labels):.4f}")
       0.8478
 

@@ -37,7 +37,6 @@ bf16/f16/f32 inputs.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from typing import Any
@@ -56,10 +55,6 @@ ArrayLike = jax.typing.ArrayLike
 
 # ----------------------------------------------------------------------------------------------
 # Numerics.
-
-
-# ----------------------------------------------------------------------------------------------
-# Options.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,10 +130,6 @@ def _top_fraction_mean(loss: jax.Array, valid: jax.Array, k: float) -> jax.Array
     chosen = rank < kept[:, None]
     total = jnp.sum(jnp.where(chosen, top, jnp.zeros((), loss.dtype)), axis=-1)
     return divide(total, kept)
-
-
-# ----------------------------------------------------------------------------------------------
-# Docstrings.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,14 +212,8 @@ def cross_entropy_loss(
       PyTorch ``torch.nn.CrossEntropyLoss`` and ``BCEWithLogitsLoss`` documentation. Müller,
       Kornblith & Hinton, "When does label smoothing help?", NeurIPS 2019.
     """
-    _terms.check_ce_options(class_weights, pos_weight, label_smoothing)
     return LossDefinition.pixel_mean(
-        lambda inputs: _terms.cross_entropy_terms(
-            inputs,
-            class_weights=class_weights,
-            pos_weight=pos_weight,
-            label_smoothing=label_smoothing,
-        )
+        _terms.cross_entropy_pixels(class_weights, pos_weight, label_smoothing)
     )
 
 
@@ -264,13 +249,10 @@ def cross_entropy_map(
       label_smoothing: :math:`\varepsilon \in [0, 1)`.
       <map mask args>
 
-    Returns:
-      ``[B, *spatial]`` float32 per-pixel losses.
+    <map returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 2.0], [1.0, 0.0]]])
+      <map example setup>
       >>> labels = jnp.array([[0, 0, 255]])
       >>> print(jnp.round(jsl.cross_entropy_map(logits, labels, ignore_index=255), 4))
       [[0.1269 2.1269 0.    ]]
@@ -278,13 +260,7 @@ def cross_entropy_map(
     References:
       PyTorch ``torch.nn.CrossEntropyLoss(reduction="none")`` documentation.
     """
-    _terms.check_ce_options(class_weights, pos_weight, label_smoothing)
-    terms = functools.partial(
-        _terms.cross_entropy_terms,
-        class_weights=class_weights,
-        pos_weight=pos_weight,
-        label_smoothing=label_smoothing,
-    )
+    terms = _terms.cross_entropy_pixels(class_weights, pos_weight, label_smoothing)
     return _terms.pixel_map(terms, logits, labels, activation, class_axis, ignore_index, mask)
 
 
@@ -333,8 +309,7 @@ def poly_cross_entropy_loss(
       label_smoothing: :math:`s \in [0, 1)`.
       <shared args>
 
-    Returns:
-      A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
+    <pixel loss returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -414,8 +389,7 @@ def topk_cross_entropy_loss(
       label_smoothing: :math:`s \in [0, 1)`, as in :func:`cross_entropy_loss`.
       <shared args>
 
-    Returns:
-      A float32 scalar, or ``[B]`` for ``reduction="none"``; 0 without any valid pixel.
+    <pixel loss returns>
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -434,12 +408,10 @@ def topk_cross_entropy_loss(
       Nature Methods 2021 (``TopKLoss``).
     """
     k = _check_topk(k)
-    _terms.check_ce_options(class_weights, None, label_smoothing)
+    terms = _terms.cross_entropy_pixels(class_weights, None, label_smoothing)
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:
-        loss, _ = _terms.cross_entropy_terms(
-            inputs, class_weights=class_weights, pos_weight=None, label_smoothing=label_smoothing
-        )
+        loss, _ = terms(inputs)
         return {"loss": _top_fraction_mean(loss, inputs.weights > 0, k)}
 
     return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)

@@ -141,7 +141,7 @@ def iou_loss(
       <region absent classes>
       <shared args>
 
-    <region returns>
+    <sample loss returns>
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -211,13 +211,10 @@ def dice_loss(
       <region absent classes>
       <shared args>
 
-    <region returns>
+    <sample loss returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0]]])   # [B=1, P=3, C=2]
-      >>> labels = jnp.array([[0, 1, 1]])
+      <region example setup>
       >>> print(f"{jsl.dice_loss(logits, labels, smooth=0.0):.4f}")
       0.3334
       >>> print(f"{jsl.dice_loss(logits, labels, smooth=0.0, squared_pred=True):.4f}")
@@ -295,13 +292,10 @@ def tversky_loss(
       <region absent classes>
       <shared args>
 
-    <region returns>
+    <sample loss returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0]]])   # [B=1, P=3, C=2]
-      >>> labels = jnp.array([[0, 1, 1]])
+      <region example setup>
       >>> print(f"{jsl.tversky_loss(logits, labels, alpha=0.3, beta=0.7, smooth=0.0):.4f}")
       0.3214
 
@@ -322,38 +316,6 @@ def tversky_loss(
         classes=classes,
         absent_classes=absent_classes,
     )
-
-
-def generalized_dice_from_stats(
-    stats: OverlapStats,
-    *,
-    weight_type: str,
-    smooth: ArrayLike,
-    log: bool,
-    class_weights: ArrayLike | None,
-    include_background: bool,
-    classes: Any = None,
-) -> jax.Array:
-    """Generalized Dice loss ``[...]`` from statistics ``[..., C]`` (classes combined).
-
-    The finishing step of :func:`generalized_dice_loss`, for one sample's statistics or the
-    batch's pooled ones.
-    """
-    num_classes = stats.tp.shape[-1]
-    tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
-    factors = jnp.ones((1, num_classes), tp.dtype)
-    if class_weights is not None:
-        factors = _checks.class_vector(
-            "class_weights", class_weights, num_classes, tp.dtype, rank=2
-        )
-    kept = kept_classes(num_classes, include_background=include_background, classes=classes)
-    tp, pred_sum, target_sum, factors = (
-        select_classes(x, kept) for x in (tp, pred_sum, target_sum, factors)
-    )
-    weights = factors * generalized_dice_weights(target_sum, weight_type)
-    numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
-    denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
-    return score_to_loss(safe_ratio(numerator, denominator), log=log)
 
 
 @define_loss
@@ -390,13 +352,10 @@ def generalized_dice_loss(
       <region args>
       <shared args>
 
-    <region returns>
+    <sample loss returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> logits = jnp.array([[[4.0, -4.0], [-4.0, 4.0], [4.0, -4.0]]])   # [B=1, P=3, C=2]
-      >>> labels = jnp.array([[0, 1, 1]])
+      <region example setup>
       >>> print(f"{jsl.generalized_dice_loss(logits, labels, smooth=0.0):.4f}")
       0.3335
 
@@ -407,18 +366,25 @@ def generalized_dice_loss(
     _checks.check_choice("weight_type", weight_type, GENERALIZED_DICE_WEIGHTS)
     _check_region_options(smooth, log, class_weights, include_background, classes)
 
-    return LossDefinition(
-        sums=stats_of,
-        finish=lambda stats: generalized_dice_from_stats(
-            stats,
-            weight_type=weight_type,
-            smooth=smooth,
-            log=log,
-            class_weights=class_weights,
-            include_background=include_background,
-            classes=classes,
-        ),
-    )
+    def finish(stats: OverlapStats) -> jax.Array:
+        # The classes are combined in the sums, before the ratio: one loss per row.
+        num_classes = stats.tp.shape[-1]
+        tp, pred_sum, target_sum = stats.tp, stats.tp + stats.fp, stats.tp + stats.fn
+        factors = jnp.ones((1, num_classes), tp.dtype)
+        if class_weights is not None:
+            factors = _checks.class_vector(
+                "class_weights", class_weights, num_classes, tp.dtype, rank=2
+            )
+        kept = kept_classes(num_classes, include_background=include_background, classes=classes)
+        tp, pred_sum, target_sum, factors = (
+            select_classes(x, kept) for x in (tp, pred_sum, target_sum, factors)
+        )
+        weights = factors * generalized_dice_weights(target_sum, weight_type)
+        numerator = 2.0 * jnp.sum(weights * tp, axis=-1) + smooth
+        denominator = jnp.sum(weights * (pred_sum + target_sum), axis=-1) + smooth
+        return score_to_loss(safe_ratio(numerator, denominator), log=log)
+
+    return LossDefinition(sums=stats_of, finish=finish)
 
 
 @define_loss
@@ -463,9 +429,7 @@ def mcc_loss(
       include_background: ``False`` drops class 0 from the class mean.
       <shared args>
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``.
+    <loss returns>
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -233,9 +233,7 @@ def boundary_loss(
         always kept).
       <shared args>
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out.
+    <sample loss returns>
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -343,9 +341,7 @@ def hausdorff_dt_loss(
         MONAI; a single channel is always kept).
       <shared args>
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out.
+    <sample loss returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -484,9 +480,7 @@ def cldice_loss(
         kept).
       <shared args>
 
-    Returns:
-      A float32 scalar (float64 for float64 logits under x64), or ``[B]`` per-sample losses for
-      ``reduction="none"``. A sample without any valid pixel has loss 0 and is left out.
+    <sample loss returns>
 
     Examples:
       >>> import jax.numpy as jnp

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.definition import divide
+from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.inputs import Inputs, prepare
 
 
@@ -181,6 +182,7 @@ def _check_ratio_options(smooth: Any, log: Any) -> None:
     _checks.check_bool("log", log)
 
 
+@documented
 def iou_from_stats(
     stats: OverlapStats, *, smooth: jax.typing.ArrayLike = 1.0, log: bool = False
 ) -> jax.Array:
@@ -201,10 +203,7 @@ def iou_from_stats(
       scores a perfect 1 (loss 0) instead of 0/0.
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> stats = jsl.OverlapStats(tp=jnp.array([[3.0]]), fp=jnp.array([[1.0]]),
-      ...                          fn=jnp.array([[1.0]]))
+      <stats example setup>
       >>> print(jsl.iou_from_stats(stats, smooth=0.0))     # 1 - 3/5
       [[0.39999998]]
     """
@@ -213,6 +212,7 @@ def iou_from_stats(
     return score_to_loss(score, log=log)
 
 
+@documented
 def dice_from_stats(
     stats: OverlapStats, *, smooth: jax.typing.ArrayLike = 1.0, log: bool = False
 ) -> jax.Array:
@@ -228,14 +228,10 @@ def dice_from_stats(
       smooth: :math:`s`, added to numerator and denominator (non-negative).
       log: use :math:`-\ln \mathrm{Dice}` instead of :math:`1 - \mathrm{Dice}`.
 
-    Returns:
-      ``[..., C]`` per-class losses.
+    <stats returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> stats = jsl.OverlapStats(tp=jnp.array([[3.0]]), fp=jnp.array([[1.0]]),
-      ...                          fn=jnp.array([[1.0]]))
+      <stats example setup>
       >>> jsl.dice_from_stats(stats, smooth=0.0)    # 1 - 6/8
       Array([[0.25]], dtype=float32)
     """
@@ -244,6 +240,7 @@ def dice_from_stats(
     return score_to_loss(score, log=log)
 
 
+@documented
 def tversky_from_stats(
     stats: OverlapStats,
     *,
@@ -273,14 +270,10 @@ def tversky_from_stats(
       smooth: :math:`s`, added to numerator and denominator (non-negative).
       log: use :math:`-\ln T_c` instead of :math:`1 - T_c` before the exponent.
 
-    Returns:
-      ``[..., C]`` per-class losses.
+    <stats returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> stats = jsl.OverlapStats(tp=jnp.array([[3.0]]), fp=jnp.array([[1.0]]),
-      ...                          fn=jnp.array([[1.0]]))
+      <stats example setup>
       >>> jsl.tversky_from_stats(stats, alpha=0.2, beta=0.8, smooth=0.0)   # 1 - 3/4
       Array([[0.25]], dtype=float32)
     """
@@ -291,6 +284,7 @@ def tversky_from_stats(
     return score_to_loss(score, log=log, gamma=gamma)
 
 
+@documented
 def mcc_from_stats(
     stats: OverlapStats,
     *,
@@ -313,8 +307,7 @@ def mcc_from_stats(
       smooth_nr: :math:`s_n`, added to the numerator (non-negative).
       smooth_dr: :math:`s_d`, added under the square root (non-negative).
 
-    Returns:
-      ``[..., C]`` per-class losses.
+    <stats returns>
 
     Examples:
       >>> import jax.numpy as jnp

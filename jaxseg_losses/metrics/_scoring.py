@@ -3,11 +3,15 @@
 A score is one definition, ``FloatCounts -> Score`` (its value and where it is 0/0), and
 :func:`apply_score` does the rest the same way for all of them: reads counts or a confusion
 matrix as float TP/FP/FN/TN, fills the undefined values (``zero_division``, ``ignore_empty``) and
-reduces (:func:`~jaxseg_losses.metrics.reduce`). Private: the score modules share it.
+reduces (:func:`~jaxseg_losses.metrics.reduce`). :func:`score_function` makes the public score
+of a definition, with the options of every score. Private: the score modules share it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -16,8 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses._core.exact import ExactCount
+from jaxseg_losses._core.signatures import (
+    bind,
+    give_signature,
+    keyword_parameters,
+    positional_parameters,
+)
 from jaxseg_losses.metrics._prepare import count_shape
 from jaxseg_losses.metrics._reduction import reduce_values
 from jaxseg_losses.metrics.counts import Counts
@@ -148,3 +159,35 @@ def apply_score(
         value_weights=floats.tp + floats.fn if support else None,
     )
     return (result, count) if return_count else result
+
+
+# The options every score of counts takes after its own, with their defaults and annotations
+# (strings, as help() and the docs show them).
+SCORE_OPTIONS: dict[str, tuple[Any, str]] = {
+    "reduction": ("none", "str"),
+    "include_background": (True, "bool"),
+    "classes": (None, "Sequence[int] | None"),
+    "class_weights": (None, "ArrayLike | str | None"),
+    "zero_division": (math.nan, "ArrayLike"),
+    "ignore_empty": (False, "bool"),
+    "return_count": (False, "bool"),
+}
+
+
+def score_function(definition: Callable[..., Score]) -> Callable[..., Any]:
+    """The public score of ``definition(c: FloatCounts, *, <own options>) -> Score`` (a
+    decorator): ``name(counts, *, <own options>, <SCORE_OPTIONS>)``, named and documented as the
+    definition, its docstring's shared blocks filled."""
+    own = list(inspect.signature(definition).parameters.values())[1:]
+    counts = positional_parameters(("counts",), "Any")
+    signature = inspect.Signature(
+        [*counts, *own, *keyword_parameters(SCORE_OPTIONS)], return_annotation="Any"
+    )
+
+    @functools.wraps(definition)
+    def score(*args: Any, **kwargs: Any) -> Any:
+        arguments = bind(definition.__name__, signature, *args, **kwargs)
+        options = {p.name: arguments.pop(p.name) for p in own}
+        return apply_score(functools.partial(definition, **options), **arguments)
+
+    return documented(give_signature(score, signature))

@@ -7,79 +7,14 @@ Each is one definition of the float counts of each class (a one-vs-rest decision
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
-
-import jax
 import jax.numpy as jnp
 
-from jaxseg_losses._core.docs import documented
-from jaxseg_losses.metrics._scoring import FloatCounts, Score, apply_score, either, ratio
+from jaxseg_losses.metrics._scoring import FloatCounts, Score, either, ratio, score_function
 from jaxseg_losses.metrics.rate_scores import npv_score, ppv_score, tnr_score, tpr_score
 
-ArrayLike = jax.typing.ArrayLike
 
-
-def _accuracy_score(c: FloatCounts) -> Score:
-    return ratio(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn)
-
-
-def _balanced_accuracy_score(c: FloatCounts) -> Score:
-    tpr, tnr = tpr_score(c), tnr_score(c)
-    return either(tpr, tnr, (tpr.value + tnr.value) / 2.0)
-
-
-def _prevalence_threshold_score(c: FloatCounts) -> Score:
-    tpr, tnr = tpr_score(c), tnr_score(c)
-    # MONAI's form: (sqrt(TPR (1 - TNR)) + TNR - 1) / (TPR + TNR - 1).
-    numerator = jnp.sqrt(tpr.value * (1.0 - tnr.value)) + tnr.value - 1.0
-    score = ratio(numerator, tpr.value + tnr.value - 1.0)
-    return Score(score.value, score.undefined | tpr.undefined | tnr.undefined)
-
-
-def _mcc_score(c: FloatCounts) -> Score:
-    # Fractions of the total keep the products of four counts (past 2^31 each) in range; each
-    # square root takes a pair of complementary factors (they sum to 1, so one is >= 1/2), which
-    # keeps the products far from float32's smallest normal number.
-    total = c.tp + c.fp + c.fn + c.tn
-    s = jnp.where(total == 0, jnp.ones((), total.dtype), total)
-    tp, fp, fn, tn = c.tp / s, c.fp / s, c.fn / s, c.tn / s
-    factors = (c.tp + c.fp, c.tp + c.fn, c.tn + c.fp, c.tn + c.fn)
-    undefined = (factors[0] == 0) | (factors[1] == 0) | (factors[2] == 0) | (factors[3] == 0)
-    root = jnp.sqrt((tp + fp) * (tn + fn)) * jnp.sqrt((tp + fn) * (tn + fp))
-    safe = jnp.where(undefined, jnp.ones((), root.dtype), root)
-    value = jnp.where(undefined, jnp.nan, (tp * tn - fp * fn) / safe)
-    return Score(value, undefined)
-
-
-def _fowlkes_mallows_score(c: FloatCounts) -> Score:
-    ppv, tpr = ppv_score(c), tpr_score(c)
-    return either(ppv, tpr, jnp.sqrt(ppv.value * tpr.value))
-
-
-def _informedness_score(c: FloatCounts) -> Score:
-    tpr, tnr = tpr_score(c), tnr_score(c)
-    return either(tpr, tnr, tpr.value + tnr.value - 1.0)
-
-
-def _markedness_score(c: FloatCounts) -> Score:
-    ppv, npv = ppv_score(c), npv_score(c)
-    return either(ppv, npv, ppv.value + npv.value - 1.0)
-
-
-@documented
-def accuracy(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def accuracy(c: FloatCounts) -> Score:
     r"""Computes the accuracy of each class's one-vs-rest decision: pixels decided right.
 
     .. math::
@@ -94,36 +29,15 @@ def accuracy(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.accuracy(jnp.array([[3, 0], [1, 1]])))
       [0.8 0.8]
     """
-    return apply_score(
-        _accuracy_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.tp + c.tn, c.tp + c.fp + c.fn + c.tn)
 
 
-@documented
-def balanced_accuracy(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def balanced_accuracy(c: FloatCounts) -> Score:
     r"""Computes the balanced accuracy of each class: the mean of recall and specificity.
 
     .. math::
@@ -138,36 +52,16 @@ def balanced_accuracy(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.balanced_accuracy(jnp.array([[3, 0], [1, 1]])))
       [0.75 0.75]
     """
-    return apply_score(
-        _balanced_accuracy_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    return either(tpr, tnr, (tpr.value + tnr.value) / 2.0)
 
 
-@documented
-def informedness(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def informedness(c: FloatCounts) -> Score:
     r"""Computes the informedness (Youden's J, bookmaker informedness) of each class.
 
     .. math::
@@ -180,39 +74,19 @@ def informedness(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.informedness(jnp.array([[3, 1], [1, 3]])))
       [0.5 0.5]
 
     References:
       Youden, "Index for rating diagnostic tests", Cancer 1950.
     """
-    return apply_score(
-        _informedness_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    return either(tpr, tnr, tpr.value + tnr.value - 1.0)
 
 
-@documented
-def markedness(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def markedness(c: FloatCounts) -> Score:
     r"""Computes the markedness (Δp) of each class: PPV plus NPV minus one.
 
     .. math::
@@ -225,8 +99,7 @@ def markedness(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.markedness(jnp.array([[3, 1], [1, 3]])))
       [0.5 0.5]
 
@@ -234,31 +107,12 @@ def markedness(
       Powers, "Evaluation: from precision, recall and F-measure to ROC, informedness,
       markedness and correlation", Journal of Machine Learning Technologies 2011.
     """
-    return apply_score(
-        _markedness_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    ppv, npv = ppv_score(c), npv_score(c)
+    return either(ppv, npv, ppv.value + npv.value - 1.0)
 
 
-@documented
-def fowlkes_mallows(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def fowlkes_mallows(c: FloatCounts) -> Score:
     r"""Computes the Fowlkes–Mallows index of each class: the geometric mean of PPV and TPR.
 
     .. math::
@@ -271,39 +125,19 @@ def fowlkes_mallows(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.fowlkes_mallows(jnp.array([[3, 1], [1, 3]])))
       [0.75 0.75]
 
     References:
       Fowlkes & Mallows, "A method for comparing two hierarchical clusterings", JASA 1983.
     """
-    return apply_score(
-        _fowlkes_mallows_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    ppv, tpr = ppv_score(c), tpr_score(c)
+    return either(ppv, tpr, jnp.sqrt(ppv.value * tpr.value))
 
 
-@documented
-def prevalence_threshold(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def prevalence_threshold(c: FloatCounts) -> Score:
     r"""Computes the prevalence threshold of each class (Balayla's screening threshold).
 
     The prevalence below which the positive predictive value falls steeply:
@@ -321,39 +155,22 @@ def prevalence_threshold(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.prevalence_threshold(jnp.array([[3, 1], [1, 3]])).round(4))
       [0.366 0.366]
 
     References:
       Balayla, "Prevalence threshold (φe) and the geometry of screening curves", PLoS ONE 2020.
     """
-    return apply_score(
-        _prevalence_threshold_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    tpr, tnr = tpr_score(c), tnr_score(c)
+    # MONAI's form: (sqrt(TPR (1 - TNR)) + TNR - 1) / (TPR + TNR - 1).
+    numerator = jnp.sqrt(tpr.value * (1.0 - tnr.value)) + tnr.value - 1.0
+    score = ratio(numerator, tpr.value + tnr.value - 1.0)
+    return Score(score.value, score.undefined | tpr.undefined | tnr.undefined)
 
 
-@documented
-def mcc(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def mcc(c: FloatCounts) -> Score:
     r"""Computes the Matthews correlation coefficient of each class's one-vs-rest decision.
 
     The correlation of prediction and truth, in :math:`[-1, 1]`:
@@ -372,8 +189,7 @@ def mcc(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.mcc(jnp.array([[3, 1], [1, 3]])))
       [0.5 0.5]
 
@@ -381,17 +197,18 @@ def mcc(
       Matthews, "Comparison of the predicted and observed secondary structure of T4 phage
       lysozyme", Biochimica et Biophysica Acta 1975.
     """
-    return apply_score(
-        _mcc_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    # Fractions of the total keep the products of four counts (past 2^31 each) in range; each
+    # square root takes a pair of complementary factors (they sum to 1, so one is >= 1/2), which
+    # keeps the products far from float32's smallest normal number.
+    total = c.tp + c.fp + c.fn + c.tn
+    s = jnp.where(total == 0, jnp.ones((), total.dtype), total)
+    tp, fp, fn, tn = c.tp / s, c.fp / s, c.fn / s, c.tn / s
+    factors = (c.tp + c.fp, c.tp + c.fn, c.tn + c.fp, c.tn + c.fn)
+    undefined = (factors[0] == 0) | (factors[1] == 0) | (factors[2] == 0) | (factors[3] == 0)
+    root = jnp.sqrt((tp + fp) * (tn + fn)) * jnp.sqrt((tp + fn) * (tn + fp))
+    safe = jnp.where(undefined, jnp.ones((), root.dtype), root)
+    value = jnp.where(undefined, jnp.nan, (tp * tn - fp * fn) / safe)
+    return Score(value, undefined)
 
 
 __all__ = [

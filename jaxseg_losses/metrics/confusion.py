@@ -8,15 +8,17 @@ predicted, scikit-learn's convention); every score of counts also reads such a m
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
+from jaxseg_losses._core.docs import documented, set_doc
 from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.signatures import bind, give_signature
 from jaxseg_losses.metrics._prepare import check_count_dtype, predicted_labels
 from jaxseg_losses.metrics._scoring import FloatCounts, float_counts
 from jaxseg_losses.metrics.counts import Counts
@@ -121,15 +123,39 @@ def confusion_matrix(
     return matrix
 
 
-def mean_iou(
-    counts: Any,
-    *,
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-) -> jax.Array:
+def _class_mean(
+    name: str, score: Callable[..., Any], label: str, doc: str
+) -> Callable[..., jax.Array]:
+    """The mean of ``score`` (``label`` in its docs) over the classes where it is defined (its
+    ``"mean_channel"`` reduction), with every other option of ``score`` but ``return_count``."""
+    options = inspect.signature(score).parameters.values()
+    kept = [p for p in options if p.name not in ("reduction", "return_count")]
+    signature = inspect.Signature(kept, return_annotation="jax.Array")
+
+    def mean(*args: Any, **kwargs: Any) -> jax.Array:
+        return score(**bind(name, signature, *args, **kwargs), reduction="mean_channel")
+
+    return set_doc(
+        give_signature(mean, signature, name), doc, {"class mean args": _class_mean_args(label)}
+    )
+
+
+def _class_mean_args(label: str) -> str:
+    """The ``Args`` of a class mean of the score ``label``."""
+    return f"""\
+counts: a confusion matrix ``[..., C, C]`` or :class:`Counts` ``[..., C]``.
+include_background: ``False`` leaves class 0 out.
+classes: a sequence of class indices to average (all by default).
+class_weights: ``[C]`` non-negative weights of the classes in the mean, or
+  ``"support"`` (each class weighs its ground-truth pixels).
+zero_division: the {label} of a class absent from labels and predictions (NaN: left out).
+ignore_empty: ``True`` leaves out every class absent from the labels."""
+
+
+mean_iou = _class_mean(
+    "mean_iou",
+    iou,
+    "IoU",
     r"""Computes the mean IoU over the classes where it is defined (foreground with one option).
 
     .. math::
@@ -143,16 +169,9 @@ def mean_iou(
     The mean runs over the class axis: on per-image counts ``[B, C]`` it gives ``[B]``.
 
     Args:
-      counts: a confusion matrix ``[..., C, C]`` or :class:`Counts` ``[..., C]``.
-      include_background: ``False`` leaves class 0 out.
-      classes: a sequence of class indices to average (all by default).
-      class_weights: ``[C]`` non-negative weights of the classes in the mean, or
-        ``"support"`` (each class weighs its ground-truth pixels).
-      zero_division: the IoU of a class absent from labels and predictions (NaN: left out).
-      ignore_empty: ``True`` leaves out every class absent from the labels.
+      <class mean args>
 
-    Returns:
-      ``[...]`` float32; NaN when no kept class is defined.
+    <class mean returns>
 
     Examples:
       >>> import jax.numpy as jnp
@@ -162,27 +181,13 @@ def mean_iou(
       0.4667
       >>> print(f"{jsl.metrics.mean_iou(m, include_background=False):.4f}")
       0.3333
-    """
-    return iou(
-        counts,
-        reduction="mean_channel",
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-    )
+    """,
+)
 
-
-def mean_dice(
-    counts: Any,
-    *,
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-) -> jax.Array:
+mean_dice = _class_mean(
+    "mean_dice",
+    dice,
+    "Dice",
     r"""Computes the mean Dice over the classes where it is defined.
 
     .. math::
@@ -191,33 +196,16 @@ def mean_dice(
        K = \{c \text{ kept} : TP_c + FP_c + FN_c > 0\}
 
     Args:
-      counts: a confusion matrix ``[..., C, C]`` or :class:`Counts` ``[..., C]``.
-      include_background: ``False`` leaves class 0 out.
-      classes: a sequence of class indices to average (all by default).
-      class_weights: ``[C]`` non-negative weights of the classes in the mean, or
-        ``"support"`` (each class weighs its ground-truth pixels).
-      zero_division: the Dice of a class absent from labels and predictions (NaN: left out).
-      ignore_empty: ``True`` leaves out every class absent from the labels.
+      <class mean args>
 
-    Returns:
-      ``[...]`` float32; NaN when no kept class is defined.
+    <class mean returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> m = jnp.array([[3, 1], [1, 1]])
+      <matrix example setup>
       >>> print(f"{jsl.metrics.mean_dice(m):.4f}")
       0.6250
-    """
-    return dice(
-        counts,
-        reduction="mean_channel",
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-    )
+    """,
+)
 
 
 def _matrix_floats(matrix: Any) -> FloatCounts:
@@ -228,6 +216,7 @@ def _matrix_floats(matrix: Any) -> FloatCounts:
     return float_counts(matrix)
 
 
+@documented
 def pixel_accuracy(matrix: ArrayLike) -> jax.Array:
     r"""Computes the fraction of counted pixels whose predicted class is right.
 
@@ -238,13 +227,10 @@ def pixel_accuracy(matrix: ArrayLike) -> jax.Array:
     Args:
       matrix: ``[..., C, C]`` confusion matrix.
 
-    Returns:
-      ``[...]`` float32; NaN when nothing was counted.
+    <matrix returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> m = jnp.array([[3, 1], [1, 1]])
+      <matrix example setup>
       >>> print(f"{jsl.metrics.pixel_accuracy(m):.4f}")
       0.6667
     """
@@ -253,6 +239,7 @@ def pixel_accuracy(matrix: ArrayLike) -> jax.Array:
     return divide(jnp.sum(c.tp, axis=-1), total, empty=jnp.nan)
 
 
+@documented
 def frequency_weighted_iou(matrix: ArrayLike) -> jax.Array:
     r"""Computes the IoU averaged with each class weighted by its frequency in the labels.
 
@@ -265,13 +252,10 @@ def frequency_weighted_iou(matrix: ArrayLike) -> jax.Array:
     Args:
       matrix: ``[..., C, C]`` confusion matrix.
 
-    Returns:
-      ``[...]`` float32; NaN when nothing was counted.
+    <matrix returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> m = jnp.array([[3, 1], [1, 1]])
+      <matrix example setup>
       >>> print(f"{jsl.metrics.frequency_weighted_iou(m):.4f}")   # 4/6 * 3/5 + 2/6 * 1/3
       0.5111
 

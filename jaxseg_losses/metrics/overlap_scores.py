@@ -15,10 +15,9 @@ import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.classes import generalized_dice_weights
-from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.metrics._reduction import checked_class_weights, reduce_values, selected_classes
-from jaxseg_losses.metrics._scoring import FloatCounts, Score, apply_score, float_counts, ratio
+from jaxseg_losses.metrics._scoring import FloatCounts, Score, float_counts, ratio, score_function
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -26,32 +25,8 @@ ArrayLike = jax.typing.ArrayLike
 GENERALIZED_DICE_REDUCTIONS = ("none", "mean", "sum")
 
 
-def _iou_score(c: FloatCounts) -> Score:
-    return ratio(c.tp, c.tp + c.fp + c.fn)
-
-
-def _dice_score(c: FloatCounts) -> Score:
-    return ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn)
-
-
-def _f_beta_score(c: FloatCounts, beta: Any) -> Score:
-    b2 = jnp.square(jnp.asarray(beta, c.tp.dtype))
-    weighted = (1.0 + b2) * c.tp
-    return ratio(weighted, weighted + b2 * c.fn + c.fp)
-
-
-@documented
-def iou(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def iou(c: FloatCounts) -> Score:
     r"""Computes the IoU (Jaccard index, threat score) of each class from counts.
 
     The overlap of prediction and ground truth over their union: 1 when they coincide, 0 when
@@ -70,8 +45,7 @@ def iou(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> m = jnp.array([[3, 1, 0], [1, 1, 0], [0, 0, 0]])
       >>> print(jsl.metrics.iou(m))
       [0.6        0.33333334        nan]
@@ -81,31 +55,11 @@ def iou(
     References:
       Jaccard, "The distribution of the flora in the alpine zone", New Phytologist 1912.
     """
-    return apply_score(
-        _iou_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.tp, c.tp + c.fp + c.fn)
 
 
-@documented
-def dice(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def dice(c: FloatCounts) -> Score:
     r"""Computes the Dice coefficient (F1 score) of each class from counts.
 
     Twice the overlap over the sum of the two sizes; :math:`D = 2J / (1 + J)` of the IoU
@@ -121,9 +75,7 @@ def dice(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> m = jnp.array([[3, 1], [1, 1]])
+      <matrix example setup>
       >>> print(jsl.metrics.dice(m))
       [0.75 0.5 ]
 
@@ -141,32 +93,11 @@ def dice(
     References:
       Dice, "Measures of the amount of ecologic association between species", Ecology 1945.
     """
-    return apply_score(
-        _dice_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn)
 
 
-@documented
-def f_beta(
-    counts: Any,
-    *,
-    beta: ArrayLike = 1.0,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def f_beta(c: FloatCounts, *, beta: ArrayLike = 1.0) -> Score:
     r"""Computes the F-beta score of each class: recall weighted beta times as much as precision.
 
     .. math::
@@ -182,9 +113,7 @@ def f_beta(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> m = jnp.array([[3, 1], [1, 1]])
+      <matrix example setup>
       >>> print(jsl.metrics.f_beta(m, beta=2.0))
       [0.75 0.5 ]
 
@@ -192,17 +121,9 @@ def f_beta(
       van Rijsbergen, "Information Retrieval", 2nd ed., 1979 (ch. 7).
     """
     _checks.check_nonnegative("beta", beta)
-    return apply_score(
-        lambda c: _f_beta_score(c, beta),
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    b2 = jnp.square(jnp.asarray(beta, c.tp.dtype))
+    weighted = (1.0 + b2) * c.tp
+    return ratio(weighted, weighted + b2 * c.fn + c.fp)
 
 
 def generalized_dice(

@@ -9,16 +9,7 @@ with the composite scores, which combine them.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
-
-import jax
-
-from jaxseg_losses._core.docs import documented
-from jaxseg_losses.metrics._scoring import FloatCounts, Score, apply_score, ratio
-
-ArrayLike = jax.typing.ArrayLike
+from jaxseg_losses.metrics._scoring import FloatCounts, Score, ratio, score_function
 
 
 # The four rates, which the composite scores combine too.
@@ -42,18 +33,8 @@ def npv_score(c: FloatCounts) -> Score:
     return ratio(c.tn, c.tn + c.fn)
 
 
-@documented
-def precision(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def precision(c: FloatCounts) -> Score:
     r"""Computes the precision (positive predictive value) of each class: predictions right.
 
     .. math::
@@ -68,36 +49,15 @@ def precision(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.precision(jnp.array([[3, 1], [1, 1]])))
       [0.75 0.5 ]
     """
-    return apply_score(
-        ppv_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ppv_score(c)
 
 
-@documented
-def recall(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def recall(c: FloatCounts) -> Score:
     r"""Computes the recall (sensitivity, hit rate, TPR) of each class: the fraction found.
 
     .. math::
@@ -112,36 +72,15 @@ def recall(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.recall(jnp.array([[3, 0], [1, 1]])))
       [1.  0.5]
     """
-    return apply_score(
-        tpr_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return tpr_score(c)
 
 
-@documented
-def specificity(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def specificity(c: FloatCounts) -> Score:
     r"""Computes the specificity (selectivity, TNR) of each class: negatives left negative.
 
     .. math::
@@ -154,36 +93,15 @@ def specificity(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.specificity(jnp.array([[3, 0], [1, 1]])))
       [0.5 1. ]
     """
-    return apply_score(
-        tnr_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return tnr_score(c)
 
 
-@documented
-def negative_predictive_value(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def negative_predictive_value(c: FloatCounts) -> Score:
     r"""Computes the negative predictive value (NPV) of each class: negative calls right.
 
     .. math::
@@ -196,36 +114,15 @@ def negative_predictive_value(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.negative_predictive_value(jnp.array([[3, 0], [1, 1]])))
       [1.   0.75]
     """
-    return apply_score(
-        npv_score,
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return npv_score(c)
 
 
-@documented
-def miss_rate(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def miss_rate(c: FloatCounts) -> Score:
     r"""Computes the miss rate (false negative rate) of each class: the fraction missed.
 
     .. math::
@@ -238,36 +135,15 @@ def miss_rate(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.miss_rate(jnp.array([[3, 0], [1, 1]])))
       [0.  0.5]
     """
-    return apply_score(
-        lambda c: ratio(c.fn, c.tp + c.fn),
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.fn, c.tp + c.fn)
 
 
-@documented
-def fall_out(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def fall_out(c: FloatCounts) -> Score:
     r"""Computes the fall-out (false positive rate) of each class: negatives called positive.
 
     .. math::
@@ -280,36 +156,15 @@ def fall_out(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.fall_out(jnp.array([[3, 0], [1, 1]])))
       [0.5 0. ]
     """
-    return apply_score(
-        lambda c: ratio(c.fp, c.fp + c.tn),
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.fp, c.fp + c.tn)
 
 
-@documented
-def false_discovery_rate(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def false_discovery_rate(c: FloatCounts) -> Score:
     r"""Computes the false discovery rate of each class: the fraction of its predictions wrong.
 
     .. math::
@@ -322,36 +177,15 @@ def false_discovery_rate(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.false_discovery_rate(jnp.array([[3, 0], [1, 1]])))
       [0.25 0.  ]
     """
-    return apply_score(
-        lambda c: ratio(c.fp, c.fp + c.tp),
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.fp, c.fp + c.tp)
 
 
-@documented
-def false_omission_rate(
-    counts: Any,
-    *,
-    reduction: str = "none",
-    include_background: bool = True,
-    classes: Sequence[int] | None = None,
-    class_weights: ArrayLike | str | None = None,
-    zero_division: ArrayLike = math.nan,
-    ignore_empty: bool = False,
-    return_count: bool = False,
-) -> Any:
+@score_function
+def false_omission_rate(c: FloatCounts) -> Score:
     r"""Computes the false omission rate of each class: the fraction of negative calls wrong.
 
     .. math::
@@ -364,22 +198,11 @@ def false_omission_rate(
     <score returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
+      <score example setup>
       >>> print(jsl.metrics.false_omission_rate(jnp.array([[3, 0], [1, 1]])))
       [0.   0.25]
     """
-    return apply_score(
-        lambda c: ratio(c.fn, c.fn + c.tn),
-        counts,
-        reduction=reduction,
-        include_background=include_background,
-        classes=classes,
-        class_weights=class_weights,
-        zero_division=zero_division,
-        ignore_empty=ignore_empty,
-        return_count=return_count,
-    )
+    return ratio(c.fn, c.fn + c.tn)
 
 
 __all__ = [

@@ -466,10 +466,7 @@ def hausdorff_distance(
     <surface returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> labels = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 2:6].set(1)
-      >>> predictions = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 3:8].set(1)
+      <surface example setup>
       >>> print(jsl.metrics.hausdorff_distance(predictions, labels, num_classes=2))
       [[2.]]
       >>> print(jsl.metrics.hausdorff_distance(
@@ -529,10 +526,7 @@ def average_surface_distance(
     <surface returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> labels = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 2:6].set(1)
-      >>> predictions = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 3:8].set(1)
+      <surface example setup>
       >>> print(jsl.metrics.average_surface_distance(predictions, labels, num_classes=2))
       [[0.85714287]]
       >>> print(jsl.metrics.average_surface_distance(
@@ -594,10 +588,7 @@ def surface_dice(
     <surface returns>
 
     Examples:
-      >>> import jax.numpy as jnp
-      >>> import jaxseg_losses as jsl
-      >>> labels = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 2:6].set(1)
-      >>> predictions = jnp.zeros((1, 8, 8), jnp.int32).at[0, 2:6, 3:8].set(1)
+      <surface example setup>
       >>> print(jsl.metrics.surface_dice(predictions, labels, num_classes=2, tolerance=1.0))
       [[0.84615386]]
 
