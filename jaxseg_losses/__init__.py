@@ -10,7 +10,7 @@ dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` an
 ``ignore_index``; computation in float32 or wider.
 """
 
-from jaxseg_losses import accumulate, metrics, per_sample
+from jaxseg_losses import accumulate, geometry, metrics, per_sample
 from jaxseg_losses._core.checks import checked
 from jaxseg_losses._core.define import define_loss
 from jaxseg_losses._core.definition import LossDefinition
@@ -70,6 +70,7 @@ __all__ = [
     "focal_loss",
     "focal_map",
     "generalized_dice_loss",
+    "geometry",
     "get_loss",
     "hausdorff_dt_loss",
     "iou_ce_loss",

@@ -1,5 +1,27 @@
 """Image-geometry primitives that the losses and the metrics share.
 
-Exact distance transforms on static shapes (``distance``). Nothing here knows about losses or
-metrics; both build on it.
+* :mod:`~jaxseg_losses.geometry.distance`: exact distance transforms on static shapes
+  (Euclidean, taxicab, chessboard), Kervadec's signed distance map and MONAI's unsigned distance
+  field of masks;
+* :mod:`~jaxseg_losses.geometry.morphology`: soft erosion, dilation and skeleton (clDice), the
+  hard surface of a mask (the surface metrics);
+* :mod:`~jaxseg_losses.geometry.resize`: nearest-exact resizing by static gathers (deep
+  supervision).
+
+Nothing here knows about losses or metrics; both build on it.
 """
+
+from jaxseg_losses.geometry.distance import signed_distance_map, unsigned_distance_field
+from jaxseg_losses.geometry.morphology import soft_dilate, soft_erode, soft_skeleton, surface
+from jaxseg_losses.geometry.resize import nearest_exact_indices, resize_nearest
+
+__all__ = [
+    "nearest_exact_indices",
+    "resize_nearest",
+    "signed_distance_map",
+    "soft_dilate",
+    "soft_erode",
+    "soft_skeleton",
+    "surface",
+    "unsigned_distance_field",
+]

@@ -20,7 +20,6 @@ moves C), ``labels`` integer ``[B, *spatial]`` or dense float ``[B, *spatial, C]
 ``[B, *spatial]``; float32 results for bf16/f16/f32 logits.
 """
 
-import math
 from typing import Any
 
 import jax
@@ -34,7 +33,8 @@ from jaxseg_losses._core.classes import kept_classes, select_classes
 from jaxseg_losses._core.define import define_loss
 from jaxseg_losses._core.definition import LossDefinition, divide
 from jaxseg_losses._core.inputs import Inputs
-from jaxseg_losses.geometry import distance as _distance
+from jaxseg_losses.geometry.distance import signed_distance_map, unsigned_distance_field
+from jaxseg_losses.geometry.morphology import soft_skeleton
 
 # ----------------------------------------------------------------------------------------------
 # Shared pieces.
@@ -114,40 +114,6 @@ def _kept(inputs: Inputs) -> jax.Array:
 def _foreground(inputs: Inputs) -> jax.Array:
     """``[B, P, C]`` bool ground-truth foreground of each class (``g > 0.5``) on kept pixels."""
     return (inputs.dense_targets() > 0.5) & _kept(inputs)
-
-
-def _distance_to(sites: jax.Array, spacing: jax.Array) -> jax.Array:
-    """Euclidean distance of every element of ``[B, C, *spatial]`` to the nearest site."""
-    batch, classes = sites.shape[:2]
-    per_image = jnp.broadcast_to(spacing[:, None, :], (batch, classes, spacing.shape[-1]))
-    return _distance.transform(sites, per_image, "euclidean")
-
-
-def _has_interface(mask: jax.Array) -> jax.Array:
-    """``[B, C, 1, ...]``: whether an image holds both foreground and background."""
-    axes = tuple(range(2, mask.ndim))
-    return jnp.any(mask, axis=axes, keepdims=True) & ~jnp.all(mask, axis=axes, keepdims=True)
-
-
-def signed_distance_map(mask: jax.Array, spacing: jax.Array) -> jax.Array:
-    """Kervadec's signed distance map of ``[B, C, *spatial]`` boolean masks (float32).
-
-    Outside the mask, the distance to the nearest foreground element; inside, minus the
-    distance to the nearest background element plus one element (so the foreground's boundary
-    elements read 0, as in Kervadec's ``one_hot2dist`` and MONAI's ``BoundaryLoss``); 0 on a
-    mask that is empty or full (no interface).
-    """
-    inside = _distance_to(~mask, spacing)
-    outside = _distance_to(mask, spacing)
-    signed = jnp.where(mask, 1.0 - inside, outside)
-    return jnp.where(_has_interface(mask), signed, 0.0)
-
-
-def unsigned_distance_field(mask: jax.Array, spacing: jax.Array) -> jax.Array:
-    """MONAI's ``HausdorffDTLoss.distance_field``: distance to the other side of the boundary
-    (``edt(mask) + edt(~mask)``), 0 on an empty or full mask."""
-    field = jnp.where(mask, _distance_to(~mask, spacing), _distance_to(mask, spacing))
-    return jnp.where(_has_interface(mask), field, 0.0)
 
 
 def _pixel_sums(inputs: Inputs, per_pixel: jax.Array) -> dict[str, jax.Array]:
@@ -386,54 +352,6 @@ def hausdorff_dt_loss(
 
 # ----------------------------------------------------------------------------------------------
 # Soft clDice.
-
-
-def _pool(x: jax.Array, op: Any, init: float, window: tuple[int, ...]) -> jax.Array:
-    """Stride-1 min or max pooling of ``[B, *spatial, C]`` over the spatial axes, padded with
-    the operation's identity (borders see only the image, as PyTorch's pools). The identity is
-    a NumPy scalar, so that ``lax.reduce_window`` recognises the monoid and differentiates it."""
-    full = (1, *window, 1)
-    padding = ((0, 0), *(((w - 1) // 2, (w - 1) // 2) for w in window), (0, 0))
-    identity = np.array(init, x.dtype)
-    return jax.lax.reduce_window(x, identity, op, full, (1,) * x.ndim, padding)
-
-
-def soft_erode(x: jax.Array) -> jax.Array:
-    """Soft erosion of ``[B, *spatial, C]``: the minimum over a cross of 3 elements per axis
-    (the minimum of the 3-element minimum pools along each spatial axis, as in clDice)."""
-    dims = x.ndim - 2
-    pools = [
-        _pool(x, jax.lax.min, math.inf, tuple(3 if a == axis else 1 for a in range(dims)))
-        for axis in range(dims)
-    ]
-    out = pools[0]
-    for pool in pools[1:]:
-        out = jnp.minimum(out, pool)
-    return out
-
-
-def soft_dilate(x: jax.Array) -> jax.Array:
-    """Soft dilation of ``[B, *spatial, C]``: a 3×3(×3) maximum pool."""
-    return _pool(x, jax.lax.max, -math.inf, (3,) * (x.ndim - 2))
-
-
-def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
-    r"""The soft skeleton of Shit et al. of ``[B, *spatial, C]`` soft masks in ``[0, 1]``.
-
-    .. math::
-
-       S_0 = \mathrm{relu}(x - \mathrm{open}(x)), \quad x_k = \mathrm{erode}(x_{k-1}), \quad
-       \delta_k = \mathrm{relu}(x_k - \mathrm{open}(x_k)), \quad
-       S_k = S_{k-1} + \mathrm{relu}(\delta_k - S_{k-1} \delta_k)
-
-    with :math:`\mathrm{open} = \mathrm{dilate} \circ \mathrm{erode}` (min/max pooling).
-    """
-    skeleton = jax.nn.relu(x - soft_dilate(soft_erode(x)))
-    for _ in range(iterations):
-        x = soft_erode(x)
-        delta = jax.nn.relu(x - soft_dilate(soft_erode(x)))
-        skeleton = skeleton + jax.nn.relu(delta - skeleton * delta)
-    return skeleton
 
 
 @define_loss

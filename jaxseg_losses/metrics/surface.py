@@ -46,6 +46,7 @@ from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
+from jaxseg_losses.geometry.morphology import surface
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -233,20 +234,6 @@ def _prepare(
 # Surfaces and the distances between them.
 
 
-def _surface(masks: jax.Array, dims: int) -> jax.Array:
-    """``M & ~erode(M)`` over the last ``dims`` axes: cross of connectivity 1, zero border."""
-    interior = masks
-    for axis in range(masks.ndim - dims, masks.ndim):
-        widths = [(0, 0)] * masks.ndim
-        widths[axis] = (1, 1)
-        padded = jnp.pad(masks, widths, constant_values=False)
-        n = masks.shape[axis]
-        before = jax.lax.slice_in_dim(padded, 0, n, axis=axis)
-        after = jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-        interior = interior & before & after
-    return masks & ~interior
-
-
 class _Distances:
     """Surface-to-surface distances of every image and class, one or both directions.
 
@@ -259,8 +246,8 @@ class _Distances:
 
     def __init__(self, masks: _Masks, *, both: bool) -> None:
         dims = masks.predicted.ndim - 2
-        predicted_surface = _surface(masks.predicted, dims)
-        true_surface = _surface(masks.truth, dims)
+        predicted_surface = surface(masks.predicted, dims)
+        true_surface = surface(masks.truth, dims)
         if both:
             targets = jnp.stack([true_surface, predicted_surface])
             origins = jnp.stack([predicted_surface, true_surface])

@@ -1,7 +1,7 @@
 """Every public name and parameter of the library stays: the snapshot in ``public_api.json``.
 
-The snapshot lists each name reachable through ``jsl``, ``jsl.metrics``, ``jsl.per_sample`` and
-``jsl.accumulate`` with its parameters (name, kind, default) or, for a class, its public members.
+The snapshot lists each name reachable through ``jsl``, ``jsl.metrics``, ``jsl.per_sample``,
+``jsl.accumulate`` and ``jsl.geometry`` with its parameters (name, kind, default) or, for a class, its public members.
 A name or parameter that disappears, or changes its kind or default, fails here. New names are
 allowed; add them to the snapshot with ``python tests/api/test_public_api.py > ...json``.
 """
@@ -21,6 +21,7 @@ MODULES = {
     "jaxseg_losses.metrics": jsl.metrics,
     "jaxseg_losses.per_sample": jsl.per_sample,
     "jaxseg_losses.accumulate": jsl.accumulate,
+    "jaxseg_losses.geometry": jsl.geometry,
 }
 
 
