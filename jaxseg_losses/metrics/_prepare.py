@@ -50,8 +50,13 @@ def predicted_labels(
     num_classes: int,
     class_axis: int,
     threshold: Any,
+    counted: jax.Array,
 ) -> jax.Array:
-    """Integer predictions with the labels' shape, from logits/probabilities or indices."""
+    """Integer predictions with the labels' shape, from logits/probabilities or indices.
+
+    ``jsl.checked`` reports non-finite scores on the ``counted`` pixels (``label_shape``
+    bool); unchecked, a NaN row is decided like any other (arg-max, or the threshold).
+    """
     if jnp.issubdtype(predictions.dtype, jnp.floating):
         if predictions.ndim != len(label_shape) + 1:
             raise ValueError(
@@ -67,6 +72,7 @@ def predicted_labels(
             (*label_shape, scores.shape[-1]),
             hint="Scores have the labels' shape plus a class axis.",
         )
+        check_finite_scores(predictions, axis, counted)
         channels = scores.shape[-1]
         if channels == 1:
             if num_classes != 2:
@@ -93,6 +99,12 @@ def predicted_labels(
         f"`predictions` must be float scores (logits or probabilities) or integer class "
         f"indices; got dtype {predictions.dtype}."
     )
+
+
+def check_finite_scores(scores: jax.Array, axis: int, counted: jax.Array) -> None:
+    """In checked mode, requires finite ``scores`` (class axis ``axis``) on ``counted`` pixels."""
+    ok = jnp.isfinite(scores) | ~jnp.expand_dims(counted, axis)
+    _checks.check_elements("predictions", ok, scores, "be finite scores")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,7 +215,13 @@ def _layout(
     if num_classes is not None:
         channels["num_classes"] = num_classes
     if len(set(channels.values())) > 1:
-        raise ValueError(f"The number of classes disagrees: {channels}.")
+        hint = ""
+        if dense_labels or prediction_kind == "decisions":
+            hint = (
+                " Boolean and float arrays always carry a class axis (class_axis): a binary "
+                "mask [B, *spatial] is [B, *spatial, 1], mask[..., None]."
+            )
+        raise ValueError(f"The number of classes disagrees: {channels}.{hint}")
     if not channels:
         raise ValueError(
             "`num_classes` is required when predictions and labels are both integer classes."
@@ -280,6 +298,12 @@ def _layout_hint(labels: jax.Array, predictions: jax.Array) -> str:
             "Integer labels [B, 1, *spatial] (the PyTorch habit) have a class axis of size 1: "
             "squeeze axis 1 (labels[:, 0]); NCHW scores also need class_axis=1."
         )
+    if tuple(labels.shape) == tuple(predictions.shape) and predictions.dtype == jnp.bool_:
+        return (
+            "Boolean predictions are decisions with a class axis [B, *spatial, C]: a binary "
+            "mask [B, *spatial] is the foreground channel of a binary problem, "
+            "predictions[..., None] (C = 1)."
+        )
     if tuple(labels.shape) == tuple(predictions.shape):
         return (
             "Integer labels are class indices without a class axis; pass one-hot or "
@@ -288,16 +312,22 @@ def _layout_hint(labels: jax.Array, predictions: jax.Array) -> str:
     return "Labels have the predictions' shape without the class axis (class_axis moves it)."
 
 
-def _mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:
-    """``[B, P]`` bool: the pixels that ``mask`` lets count (all without one)."""
-    batch, pixels = pixel_shape[0], math.prod(pixel_shape[1:])
+def mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:
+    """``pixel_shape`` bool: the pixels that ``mask`` (``[B, *spatial]``, bool or numeric,
+    non-zero counts) lets count; all of them without one."""
     if mask is None:
-        return jnp.ones((batch, pixels), jnp.bool_)
+        return jnp.ones(pixel_shape, jnp.bool_)
     mask = jnp.asarray(mask)
     _checks.check_shape("mask", mask, pixel_shape, hint="One entry per pixel: [B, *spatial].")
     if not (jnp.issubdtype(mask.dtype, jnp.number) or mask.dtype == jnp.bool_):
         raise TypeError(f"`mask` must be bool or numeric; got dtype {mask.dtype}.")
-    return mask.reshape(batch, pixels).astype(jnp.bool_)
+    return mask.astype(jnp.bool_)
+
+
+def _mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:
+    """``[B, P]`` bool: the pixels that ``mask`` lets count (all without one)."""
+    batch, pixels = pixel_shape[0], math.prod(pixel_shape[1:])
+    return mask_pixels(mask, pixel_shape).reshape(batch, pixels)
 
 
 def _channels_last(x: jax.Array, axis: int | None, valid: jax.Array, layout: _Layout) -> jax.Array:
@@ -319,13 +349,13 @@ def _label_pixels(
         if targets.dtype == jnp.bool_:
             return valid, None, targets
         known = jnp.all((targets == 0) | (targets == 1), axis=-1)
-        _checks.check_values(jnp.all(known), "dense `labels` must be 0 or 1")
+        _checks.check_values(jnp.all(known | ~valid), "dense `labels` must be 0 or 1")
         return valid & known, None, targets == 1
     flat = labels.reshape(valid.shape).astype(jnp.int32)
     in_range = (flat >= 0) & (flat < num_values)
     ignored = None if ignore_index is None else flat == ignore_index
     _checks.check_values(
-        jnp.all(in_range if ignored is None else in_range | ignored),
+        jnp.all(in_range | ~valid if ignored is None else in_range | ignored | ~valid),
         f"`labels` must lie in [0, {num_values}) or equal ignore_index ({ignore_index}); "
         "found a label out of range",
     )
@@ -341,11 +371,13 @@ def _prediction_pixels(
         flat = predictions.reshape(valid.shape).astype(jnp.int32)
         in_range = (flat >= 0) & (flat < num_values)
         _checks.check_values(
-            jnp.all(in_range), f"`predictions` must lie in [0, {num_values}); found a class out"
+            jnp.all(in_range | ~valid),
+            f"`predictions` must lie in [0, {num_values}); found a class out",
         )
         return valid & in_range, jnp.where(in_range, flat, 0), None
     if layout.prediction_kind == "scores":
+        assert layout.prediction_axis is not None
+        check_finite_scores(predictions, layout.prediction_axis, valid.reshape(layout.pixel_shape))
         scores = _channels_last(predictions, layout.prediction_axis, valid, layout)
-        _checks.check_values(jnp.all(jnp.isfinite(scores)), "`predictions` scores must be finite")
         return valid, jnp.argmax(scores, axis=-1).astype(jnp.int32), None
     return valid, None, _channels_last(predictions, layout.prediction_axis, valid, layout)

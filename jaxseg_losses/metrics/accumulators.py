@@ -28,7 +28,11 @@ from jaxseg_losses.metrics._reduction import (
     partials_of,
     selected_classes,
 )
-from jaxseg_losses.metrics.confusion import compute_metrics, confusion_matrix
+from jaxseg_losses.metrics.confusion import (
+    check_matrix_classes,
+    compute_metrics,
+    confusion_matrix,
+)
 from jaxseg_losses.metrics.reductions import STREAMED_REDUCTIONS
 
 ArrayLike = jax.typing.ArrayLike
@@ -55,7 +59,8 @@ class ConfusionMatrixAccumulator:
 
     Start with :meth:`empty`, fold in each batch with :meth:`update` (inside ``jax.jit`` or a
     Flax NNX ``nnx.jit`` eval step: the accumulator is an ordinary argument and return value),
-    add accumulators of different hosts or loops with ``+``, and read the metrics with
+    add accumulators of different hosts or loops with ``+`` (of the same ``num_classes`` and
+    count dtype: others raise ``ValueError``), and read the metrics with
     :meth:`compute`, or any score of the matrix (``jsl.metrics.f_beta(acc.matrix, beta=2)``,
     ``jsl.metrics.mean_iou(acc.matrix, include_background=False)``).
 
@@ -106,6 +111,7 @@ class ConfusionMatrixAccumulator:
         shape = count_shape(matrix)
         if len(shape) != 2 or shape[0] != shape[1]:
             raise ValueError(f"`matrix` must be a confusion matrix [C, C]; got shape {shape}.")
+        check_matrix_classes(shape[0])
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "copies", _copies_one() if copies is None else copies)
 
@@ -129,7 +135,7 @@ class ConfusionMatrixAccumulator:
     @classmethod
     def empty(cls, num_classes: int, *, dtype: Any = jnp.int32) -> "ConfusionMatrixAccumulator":
         """An accumulator with no pixel counted; ``int32`` (default) gives exact counts."""
-        num_classes = _checks.check_num_classes(num_classes)
+        num_classes = check_matrix_classes(num_classes)
         dtype = check_count_dtype(dtype)
         if dtype == jnp.int32:
             return cls._of(ExactCount.zeros((num_classes, num_classes)), _copies_one())
@@ -178,8 +184,19 @@ class ConfusionMatrixAccumulator:
     def __add__(self, other: "ConfusionMatrixAccumulator") -> "ConfusionMatrixAccumulator":
         if not isinstance(other, ConfusionMatrixAccumulator):
             return NotImplemented
+        if self._layout() != other._layout():
+            raise ValueError(
+                "ConfusionMatrixAccumulators add only when they count the same classes in the "
+                f"same dtype; got {self._layout()} and {other._layout()}."
+            )
         copies = jnp.maximum(self.copies, other.copies)
         return ConfusionMatrixAccumulator._of(self.matrix + other.matrix, copies)
+
+    def _layout(self) -> str:
+        """What must agree for two accumulators to add: the matrix shape and how it counts."""
+        shape = list(count_shape(self.matrix))
+        kind = "exact int" if isinstance(self.matrix, ExactCount) else self.matrix.dtype.name
+        return f"a {shape} matrix of {kind} counts"
 
     def compute(self) -> dict[str, jax.Array]:
         """Every metric of :func:`compute_metrics` for the pixels counted so far."""
@@ -270,8 +287,9 @@ class PerImageAccumulator:
 
     The kept classes (``include_background``, ``classes``) and the ``class_weights`` of the
     class means are fixed by :meth:`empty`, because each image's class mean is summed as it
-    arrives. Reductions with one value per image (``"none"``, ``"mean_channel"``,
-    ``"sum_channel"``) are those of each batch: :func:`reduce` them there.
+    arrives; accumulators add (``+``) only when made by the same :meth:`empty` arguments (others
+    raise ``ValueError`` naming both). Reductions with one value per image (``"none"``,
+    ``"mean_channel"``, ``"sum_channel"``) are those of each batch: :func:`reduce` them there.
 
     **Devices.** Inside ``shard_map``/``pmap`` pass ``axis_name`` to :meth:`update`; a
     ``jax.lax.psum`` of the accumulator itself would add every device's copy of the totals and
@@ -470,7 +488,10 @@ class PerImageAccumulator:
         if not isinstance(other, PerImageAccumulator):
             return NotImplemented
         if other._spec != self._spec:
-            raise ValueError("Only accumulators made by the same `empty(...)` call add.")
+            raise ValueError(
+                "PerImageAccumulators add only when made alike (the same `empty(...)` "
+                f"arguments); got {self._layout()} and {other._layout()}."
+            )
         sums = {}
         for name in self.names:
             b = other.sums[name]
@@ -478,6 +499,15 @@ class PerImageAccumulator:
             sums[name] = _added(self.sums[name], added, (b["class_error"], b["case_error"]))
         copies = jnp.maximum(self.copies, other.copies)
         return PerImageAccumulator._of(self._spec, sums, self.images + other.images, copies)
+
+    def _layout(self) -> str:
+        """What must agree for two accumulators to add: the metrics and their per-image layout."""
+        names, num_classes, keep, weights, dtype = self._spec
+        return (
+            f"names={list(names)}, per-image values [B, {num_classes}], kept classes "
+            f"{list(keep)}, class_weights={None if weights is None else list(weights)}, "
+            f"dtype={dtype}"
+        )
 
     def compute(self, *, reduction: str = "mean", return_count: bool = False) -> dict[str, Any]:
         """Each metric reduced over the images seen (a reduction of :data:`STREAMED_REDUCTIONS`:

@@ -19,7 +19,7 @@ from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import documented, set_doc
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses._core.signatures import bind, give_signature
-from jaxseg_losses.metrics._prepare import check_count_dtype, predicted_labels
+from jaxseg_losses.metrics._prepare import check_count_dtype, mask_pixels, predicted_labels
 from jaxseg_losses.metrics._scoring import FloatCounts, float_counts
 from jaxseg_losses.metrics.counts import Counts
 from jaxseg_losses.metrics.overlap_scores import dice, iou
@@ -84,7 +84,7 @@ def confusion_matrix(
        [0 1 0]
        [0 0 1]]
     """
-    num_classes = _checks.check_num_classes(num_classes)
+    num_classes = check_matrix_classes(num_classes)
     dtype = check_count_dtype(dtype)
     labels = jnp.asarray(labels)
     if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
@@ -94,23 +94,20 @@ def confusion_matrix(
             "them as boolean (or 0/1) arrays."
         )
     label_shape = tuple(labels.shape)
-    predicted = predicted_labels(
-        jnp.asarray(predictions), label_shape, num_classes, class_axis, threshold
-    )
+    counted = mask_pixels(mask, label_shape)
     labels = labels.astype(jnp.int32)
+    if ignore_index is not None:
+        counted = counted & (labels != ignore_index)
+    predicted = predicted_labels(
+        jnp.asarray(predictions), label_shape, num_classes, class_axis, threshold, counted
+    )
     valid = (labels >= 0) & (labels < num_classes) & (predicted >= 0) & (predicted < num_classes)
-    allowed = valid if ignore_index is None else valid | (labels == ignore_index)
     _checks.check_values(
-        jnp.all(allowed),
+        jnp.all(valid | ~counted),
         f"`labels` and `predictions` must lie in [0, {num_classes}) (labels may equal "
         f"ignore_index={ignore_index}); found a value out of range",
     )
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        _checks.check_shape("mask", mask, label_shape, hint="One entry per pixel, like labels.")
-        valid = valid & mask.astype(jnp.bool_)
-    if ignore_index is not None:
-        valid = valid & (labels != ignore_index)
+    valid = valid & counted
     # Invalid pixels go to an extra bin past the C*C cells, dropped after counting; a clamped or
     # wrapped index could land in a real cell.
     cells = num_classes * num_classes
@@ -121,6 +118,23 @@ def confusion_matrix(
     if axis_name is not None:
         matrix = jax.lax.psum(matrix, axis_name)
     return matrix
+
+
+def check_matrix_classes(num_classes: Any) -> int:
+    """The ``num_classes`` of a confusion matrix: at least 2.
+
+    One class has a single cell, every pixel in it, which is not what a binary problem needs:
+    elsewhere (``overlap_counts``, one-channel scores) one class is the foreground of a binary
+    problem, whose confusion matrix is 2 x 2.
+    """
+    num_classes = _checks.check_num_classes(num_classes)
+    if num_classes < 2:
+        raise ValueError(
+            f"A confusion matrix needs num_classes >= 2; got {num_classes}. A binary problem "
+            "(background and foreground, integer labels 0 and 1, or one-channel scores) has "
+            "num_classes=2; overlap_counts(..., num_classes=1) counts its foreground alone."
+        )
+    return num_classes
 
 
 def _class_mean(

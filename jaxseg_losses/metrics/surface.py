@@ -21,6 +21,10 @@ and ``compute_surface_dice`` (``use_subvoxels=False``):
 * the surface of a mask :math:`M` is :math:`\partial M = M \setminus \mathrm{erode}(M)`, the
   erosion by the cross of connectivity 1 with everything outside the image counted as
   background (a mask touching the border has its border voxels on its surface);
+* an excluded pixel (``mask`` False/0 there, or its label ``ignore_index``) is in neither mask
+  and lies outside both, like a pixel beyond the image: a mask next to it has a surface voxel
+  there, and it is never a surface voxel itself (masking is cropping). A perfect prediction
+  scores 0 / 0 / 1 whatever is excluded, and an excluded pixel's values change nothing;
 * :math:`d(x, \partial G)` is the distance from a voxel to the nearest surface voxel of the other
   mask, scaled by ``spacing``; the distances from :math:`\partial P` to :math:`\partial G` form
   the set :math:`D_{P \to G}`, and those the other way :math:`D_{G \to P}`.
@@ -47,6 +51,7 @@ from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
 from jaxseg_losses.geometry.morphology import surface
+from jaxseg_losses.metrics._prepare import mask_pixels
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -150,10 +155,6 @@ def _class_masks(name: str, value: Any, num_classes: int | None, class_axis: Any
                 f"{tuple(array.shape)}."
             )
         indices = array.astype(jnp.int32)
-        _checks.check_values(
-            jnp.all((indices >= 0) & (indices < num_classes)),
-            f"`{name}` must lie in [0, {num_classes}); found a value out of range",
-        )
         classes = jnp.arange(num_classes, dtype=jnp.int32).reshape(
             (1, num_classes) + (1,) * (array.ndim - 1)
         )
@@ -181,8 +182,8 @@ def _class_axis(class_axis: Any, ndim: int) -> int:
 class _Masks(NamedTuple):
     """The validated inputs of a surface metric."""
 
-    predicted: jax.Array  # [B, C, *spatial] bool
-    truth: jax.Array  # [B, C, *spatial] bool
+    predicted: jax.Array  # [B, C, *spatial] bool, False on excluded pixels
+    truth: jax.Array  # [B, C, *spatial] bool, False on excluded pixels
     spacing: jax.Array  # [B, D] float32
     metric: str
 
@@ -195,8 +196,15 @@ def _prepare(
     include_background: Any,
     spacing: Any,
     distance_metric: Any,
+    ignore_index: Any = None,
+    mask: Any = None,
 ) -> _Masks:
-    """Validated inputs: masks ``[B, C, *spatial]`` of both arguments, spacing ``[B, D]``."""
+    """Validated inputs: masks ``[B, C, *spatial]`` of both arguments, spacing ``[B, D]``.
+
+    An excluded pixel (``mask`` 0/False there, or a label equal to ``ignore_index``) is in no
+    mask: it lies outside every mask like a pixel beyond the image (see :func:`_counted`).
+    """
+    ignore_index = _checks.check_label_value("ignore_index", ignore_index)
     if not isinstance(class_axis, numbers.Integral) or isinstance(class_axis, bool):
         raise TypeError(
             f"`class_axis` must be an int; got {type(class_axis).__name__} {class_axis!r}."
@@ -219,6 +227,9 @@ def _prepare(
             f"`class_axis`={class_axis} applies to one-hot masks, but both `predictions` and "
             "`labels` are integer class indices (which have no class axis)."
         )
+    counted = _counted(predictions, labels, predicted, num_classes, ignore_index, mask)
+    predicted = predicted & counted[:, None]
+    truth = truth & counted[:, None]
     if not include_background:
         if predicted.shape[1] < 2:
             raise ValueError(
@@ -228,6 +239,40 @@ def _prepare(
         predicted, truth = predicted[:, 1:], truth[:, 1:]
     dims = predicted.ndim - 2
     return _Masks(predicted, truth, _spacing(spacing, predicted.shape[:1], dims), metric)
+
+
+def _counted(
+    predictions: Any,
+    labels: Any,
+    predicted: jax.Array,
+    num_classes: int | None,
+    ignore_index: int | None,
+    mask: Any,
+) -> jax.Array:
+    """``[B, *spatial]`` bool: the pixels that count (not masked, not ``ignore_index``).
+
+    ``jsl.checked`` reports integer classes outside ``[0, C)`` on these pixels only: whatever
+    an excluded pixel holds is inert.
+    """
+    pixel_shape = (predicted.shape[0], *predicted.shape[2:])
+    counted = mask_pixels(mask, pixel_shape)
+    labels = jnp.asarray(labels)
+    if ignore_index is not None:
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(
+                "`ignore_index` applies to integer labels; boolean one-hot masks were given. "
+                "Pass `mask` to exclude pixels."
+            )
+        counted = counted & (labels != ignore_index)
+    for name, value in (("predictions", jnp.asarray(predictions)), ("labels", labels)):
+        if jnp.issubdtype(value.dtype, jnp.integer):
+            assert num_classes is not None
+            in_range = (value >= 0) & (value < num_classes)
+            allowed = f" or equal ignore_index ({ignore_index})" if name == "labels" else ""
+            _checks.check_elements(
+                name, in_range | ~counted, value, f"lie in [0, {num_classes}){allowed}"
+            )
+    return counted
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,6 +465,8 @@ def hausdorff_distance(
     include_background: bool = False,
     class_axis: int = -1,
     distance_metric: str = "euclidean",
+    ignore_index: int | None = None,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Computes the Hausdorff distance (or a percentile, HD95) between the surfaces of masks.
 
@@ -449,6 +496,9 @@ def hausdorff_distance(
         ``[0, 100]`` of each direction's distances (95 for HD95), linearly interpolated.
       directed: ``True`` measures from the prediction to the ground truth only.
       <surface options>
+      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
+      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
+        are excluded.
 
     <surface returns>
 
@@ -467,7 +517,15 @@ def hausdorff_distance(
     directed = _check_bool("directed", directed)
     q = _check_percentile(percentile)
     masks = _prepare(
-        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
+        predictions,
+        labels,
+        num_classes,
+        class_axis,
+        include_background,
+        spacing,
+        distance_metric,
+        ignore_index,
+        mask,
     )
     distances = _Distances(masks, both=not directed)
     if q is None:
@@ -488,6 +546,8 @@ def average_surface_distance(
     include_background: bool = False,
     class_axis: int = -1,
     distance_metric: str = "euclidean",
+    ignore_index: int | None = None,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Computes the mean distance from the predicted surface to the true surface.
 
@@ -509,6 +569,9 @@ def average_surface_distance(
       symmetric: ``True`` averages the distances of both directions pooled together (the
         average symmetric surface distance, ASSD).
       <surface options>
+      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
+      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
+        are excluded.
 
     <surface returns>
 
@@ -526,7 +589,15 @@ def average_surface_distance(
     """
     symmetric = _check_bool("symmetric", symmetric)
     masks = _prepare(
-        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
+        predictions,
+        labels,
+        num_classes,
+        class_axis,
+        include_background,
+        spacing,
+        distance_metric,
+        ignore_index,
+        mask,
     )
     distances = _Distances(masks, both=symmetric)
     total = jnp.sum(distances.masked(0.0), axis=(0, -1))
@@ -545,6 +616,8 @@ def surface_dice(
     include_background: bool = False,
     class_axis: int = -1,
     distance_metric: str = "euclidean",
+    ignore_index: int | None = None,
+    mask: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Computes the normalized surface Dice: the fraction of both surfaces within a tolerance.
 
@@ -571,6 +644,9 @@ def surface_dice(
         background, the default, ``C - 1`` values for classes ``1 .. C-1``); finite and
         non-negative.
       <surface options>
+      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
+      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
+        are excluded.
 
     <surface returns>
 
@@ -585,7 +661,15 @@ def surface_dice(
       Internet Res. 23(7), 2021.
     """
     masks = _prepare(
-        predictions, labels, num_classes, class_axis, include_background, spacing, distance_metric
+        predictions,
+        labels,
+        num_classes,
+        class_axis,
+        include_background,
+        spacing,
+        distance_metric,
+        ignore_index,
+        mask,
     )
     classes = masks.predicted.shape[1]
     tol = _tolerance(tolerance, classes, include_background)
