@@ -205,6 +205,22 @@ def _rows(definition: LossDefinition, sums: Sums, count: jax.Array) -> tuple[jax
     return jnp.where(weights == 0, jnp.zeros((), values.dtype), loud), weights
 
 
+def _check_sums(name: str, sums: Sums, rows: int) -> None:
+    """Requires every leaf of a term's sums to have the leading axis ``[B, ...]`` of its rows.
+
+    Checked by shape, at trace time: a leaf without the batch axis would otherwise fail later
+    with an unrelated message, or (a leaf ``[1]``) broadcast silently over the batch.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(sums)[0]:
+        shape = tuple(jnp.shape(leaf))
+        if not shape or shape[0] != rows:
+            raise ValueError(
+                f"The sums of loss {name!r} must be arrays [B, ...] with a leading axis of one "
+                f"row per sample (B = {rows} here); leaf sums{jax.tree_util.keystr(path)} has "
+                f"shape {shape}. Sum over the pixels of each sample, keeping axis 0."
+            )
+
+
 def term_sums(term: Term, inputs: Inputs, reduction: str) -> Any:
     """A term's additive partial result on ``inputs`` (``[B]`` values for ``"none"``).
 
@@ -217,6 +233,7 @@ def term_sums(term: Term, inputs: Inputs, reduction: str) -> Any:
         inputs = inputs.pooled()
     sums = definition.sums(inputs)
     count = inputs.valid_count()
+    _check_sums(term.name, sums, count.shape[0])
     if term.aggregate == "batch" and definition.pools:
         pool = functools.partial(jnp.sum, axis=0, keepdims=True)
         return Pooled(jax.tree.map(pool, sums), pool(count))

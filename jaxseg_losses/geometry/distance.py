@@ -69,6 +69,11 @@ def transform(sites: jax.Array, spacing: jax.Array, metric: str) -> jax.Array:
       spacing: float32 ``[*batch, D]``, one positive spacing per spatial axis and image.
       metric: one of :data:`METRICS`.
 
+    The distances are computed in units of each image's largest spacing and scaled back, so any
+    positive float32 spacing works without overflow or underflow of the squared distances; only
+    a ratio of smallest to largest spacing below about ``1e-19`` (squares past float32's normal
+    range) loses the short axis's distances where they are not dominated by the long one.
+
     Returns:
       float32 ``[*batch, *spatial]``: 0 on sites, the distance to the nearest site elsewhere,
       ``inf`` in an image without any site.
@@ -78,6 +83,19 @@ def transform(sites: jax.Array, spacing: jax.Array, metric: str) -> jax.Array:
     if sites.size == 0:
         return jnp.zeros(sites.shape, jnp.float32)
     spatial = sites.shape[batch_rank:]
+    # Distances in units of each image's largest spacing, scaled back at the end: the squared
+    # distances of the Euclidean passes then neither overflow (spacing 1e20) nor underflow
+    # (spacing 1e-20) float32, whatever the spacing's magnitude.
+    unit = jnp.max(spacing, axis=-1, keepdims=True)
+    scale = unit.reshape(unit.shape[:-1] + (1,) * dims)
+    return _transform(sites, spacing / unit, metric, spatial) * scale
+
+
+def _transform(
+    sites: jax.Array, spacing: jax.Array, metric: str, spatial: tuple[int, ...]
+) -> jax.Array:
+    """:func:`transform` with spacings at most 1."""
+    dims = spacing.shape[-1]
     if metric == "euclidean":
         # The first pass is the cheap one (doubling, no envelope); giving it the longest axis
         # leaves the envelope's sequential micro-steps to the shorter ones.

@@ -43,6 +43,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.define import define_loss
@@ -112,24 +113,47 @@ def _check_topk(k: Any) -> float:
     return value
 
 
+def _selected_count_thresholds(size: int, k: float) -> np.ndarray:
+    r"""``t[r]``: the fewest valid pixels whose top-k keeps more than ``r`` pixels, ``r < m``.
+
+    The count kept of ``n`` valid pixels is ``max(1, int(n * k / 100))`` evaluated as nnU-Net
+    does, in Python (float64) arithmetic on the host; it does not decrease with ``n``, so rank
+    ``r`` is kept exactly when ``n >= t[r]``. The traced count and the traced selection both
+    read this one static table: the number divided by is the number of pixels selected.
+    """
+    largest = min(size, max(1, int(size * k / 100)))
+
+    def kept(n: np.ndarray) -> np.ndarray:
+        # Python's int(n * k / 100): the same float64 operations, in the same order.
+        return (n * np.float64(k) / 100.0).astype(np.int64)
+
+    # Rank r >= 1 needs kept(n) >= r + 1; n = ceil((r + 1) 100 / k) is within a step or two of
+    # the least such n, which the loops settle exactly (kept does not decrease with n).
+    wanted = np.arange(2, largest + 1, dtype=np.int64)
+    n = np.clip(np.ceil(wanted * 100.0 / k).astype(np.int64), 1, size)
+    while np.any(low := (n > 1) & (kept(n - 1) >= wanted)):
+        n = np.where(low, n - 1, n)
+    while np.any(high := kept(n) < wanted):
+        n = np.where(high, n + 1, n)
+    # Rank 0 is kept from one valid pixel on (the count is at least 1).
+    return np.concatenate([np.ones(1, np.int64), n]).astype(np.int32)
+
+
 def _top_fraction_mean(loss: jax.Array, valid: jax.Array, k: float) -> jax.Array:
-    r"""Mean of the largest ``⌊n k / 100⌋`` (at least 1) of the valid entries of each row.
+    r"""Mean of the largest ``max(1, ⌊n k / 100⌋)`` of the valid entries of each row.
 
     ``loss`` and ``valid`` are ``[N, P]``; ``n`` is the row's valid count. The static size of the
     top-k is that of a row whose every pixel is valid; the entries past the row's own count are
     masked out, so excluded pixels are never candidates and the result is the same as removing
     them. A row without a valid entry gives 0.
     """
-    size = loss.shape[-1]
-    largest = min(size, max(1, int(size * k / 100)))
+    thresholds = _selected_count_thresholds(loss.shape[-1], k)
     keys = jnp.where(valid, loss, -jnp.inf)
-    top, _ = jax.lax.top_k(keys, largest)
-    count = jnp.sum(valid, axis=-1).astype(loss.dtype)
-    kept = jnp.where(count > 0, jnp.maximum(jnp.floor(count * k / 100.0), 1.0), 0.0)
-    rank = jax.lax.broadcasted_iota(loss.dtype, top.shape, top.ndim - 1)
-    chosen = rank < kept[:, None]
+    top, _ = jax.lax.top_k(keys, thresholds.shape[0])
+    count = jnp.sum(valid, axis=-1, dtype=jnp.int32)
+    chosen = count[:, None] >= jnp.asarray(thresholds)[None, :]
     total = jnp.sum(jnp.where(chosen, top, jnp.zeros((), loss.dtype)), axis=-1)
-    return divide(total, kept)
+    return divide(total, jnp.sum(chosen, axis=-1).astype(loss.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -359,6 +383,10 @@ def topk_cross_entropy_loss(
     .. math::
 
        \ell = \frac{1}{n} \sum_{i \in T} \ell_i
+
+    The floor is nnU-Net's ``int(|V| * k / 100)`` in Python (float64) arithmetic, decided on the
+    host once per shape: the selection and the divisor are the same :math:`n` (``k=18.4`` of
+    375 valid pixels keeps 68, the float64 floor of 68.99999999999999, as nnU-Net does).
 
     (a plain mean: class weights scale the pixel losses, they do not renormalise). Ignored and
     masked pixels are not candidates at all, exactly as if they were removed; ``mask`` is binary

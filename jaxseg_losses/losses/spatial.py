@@ -46,7 +46,10 @@ def _check_spacing(spacing: Any) -> None:
         return
     _checks.check_real("spacing", spacing, low=0.0, vector=True)
     concrete = None if isinstance(spacing, Tracer) else np.asarray(spacing)
-    if concrete is not None and not np.all(concrete > 0):
+    if concrete is None:
+        # check_real required >= 0 (and finite) of a traced value; a spacing must be > 0 too.
+        _checks.check_values(jnp.all(jnp.asarray(spacing) > 0), "`spacing` must be positive")
+    elif not np.all(concrete > 0):
         raise ValueError(
             f"`spacing` must be positive (one element size per spatial axis); got "
             f"{concrete.tolist()}."
@@ -284,7 +287,11 @@ def hausdorff_dt_loss(
     ground truth of class :math:`c` (``g > 0.5``) and :math:`d^P_c` the same for the
     thresholded prediction ``p > 0.5``; both fields are recomputed at each call, exactly, under
     ``stop_gradient``. A mask that is empty or full has no boundary: its field is 0 (MONAI's
-    rule), so a class absent from both prediction and target costs 0. ``log=True`` gives
+    rule), so for :math:`\alpha > 0` a class absent from both the thresholded prediction and
+    the target costs 0. With :math:`\alpha = 0` every :math:`d^{\alpha}` is 1, zero distances
+    included (:math:`0^0 = 1`, as in MONAI's ``pred_dt ** alpha``): the weight is 2 at every
+    pixel, the loss :math:`2 \sum_i w_i (p_{ic} - g_{ic})^2 / \sum_i w_i` averaged over the
+    classes, and an absent class costs twice its mean squared error. ``log=True`` gives
     :math:`\ln(1 + \mathcal{L}_{HD})` of each sample (of the batch with ``aggregate="batch"``).
 
     Masked and ignored pixels belong to no class when the fields are computed (module

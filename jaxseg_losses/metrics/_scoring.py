@@ -98,10 +98,20 @@ def float_counts(counts: Any) -> FloatCounts:
     if not jnp.issubdtype(matrix.dtype, jnp.floating):
         raise TypeError(f"`counts` must hold integer or float counts; got {matrix.dtype}.")
     m = matrix.astype(_float_dtype_of(matrix))
+    # Each count a sum of its own entries, not a difference of totals: FP = column total - TP
+    # in floats loses an FP of 1 next to a TP of 1e8.
+    diagonal = jnp.eye(m.shape[-1], dtype=bool)
+    zero = jnp.zeros((), m.dtype)
     tp = jnp.diagonal(m, axis1=-2, axis2=-1)
-    true, predicted = jnp.sum(m, axis=-1), jnp.sum(m, axis=-2)
-    total = jnp.sum(m, axis=(-2, -1))[..., None]
-    return FloatCounts(tp, predicted - tp, true - tp, total - true - predicted + tp)
+    off = jnp.where(diagonal, zero, m)
+    fp, fn = jnp.sum(off, axis=-2), jnp.sum(off, axis=-1)
+
+    def others(x: jax.Array) -> jax.Array:
+        # Entry c: the sum of x over the classes other than c.
+        return jnp.sum(jnp.where(diagonal, zero, x[..., None, :]), axis=-1)
+
+    # TN of class c: the other classes' TP, and their FN less those that are class c's FP.
+    return FloatCounts(tp, fp, fn, others(tp) + jnp.maximum(others(fn) - fp, zero))
 
 
 class Score(NamedTuple):

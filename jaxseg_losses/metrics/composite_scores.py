@@ -10,7 +10,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxseg_losses.metrics._scoring import FloatCounts, Score, either, ratio, score_function
-from jaxseg_losses.metrics.rate_scores import npv_score, ppv_score, tnr_score, tpr_score
+from jaxseg_losses.metrics.rate_scores import (
+    for_score,
+    fpr_score,
+    ppv_score,
+    tnr_score,
+    tpr_score,
+)
 
 
 @score_function
@@ -81,8 +87,9 @@ def informedness(c: FloatCounts) -> Score:
     References:
       Youden, "Index for rating diagnostic tests", Cancer 1950.
     """
-    tpr, tnr = tpr_score(c), tnr_score(c)
-    return either(tpr, tnr, tpr.value + tnr.value - 1.0)
+    # TPR - FPR: TPR + TNR - 1 in floats loses a rate below float32's epsilon to cancellation.
+    tpr, fpr = tpr_score(c), fpr_score(c)
+    return either(tpr, fpr, tpr.value - fpr.value)
 
 
 @score_function
@@ -107,8 +114,9 @@ def markedness(c: FloatCounts) -> Score:
       Powers, "Evaluation: from precision, recall and F-measure to ROC, informedness,
       markedness and correlation", Journal of Machine Learning Technologies 2011.
     """
-    ppv, npv = ppv_score(c), npv_score(c)
-    return either(ppv, npv, ppv.value + npv.value - 1.0)
+    # PPV - FOR, the same value without the cancellation of PPV + NPV - 1.
+    ppv, false_omission = ppv_score(c), for_score(c)
+    return either(ppv, false_omission, ppv.value - false_omission.value)
 
 
 @score_function
@@ -133,7 +141,8 @@ def fowlkes_mallows(c: FloatCounts) -> Score:
       Fowlkes & Mallows, "A method for comparing two hierarchical clusterings", JASA 1983.
     """
     ppv, tpr = ppv_score(c), tpr_score(c)
-    return either(ppv, tpr, jnp.sqrt(ppv.value * tpr.value))
+    # A root of each rate: their product can fall below float32's smallest normal number.
+    return either(ppv, tpr, jnp.sqrt(ppv.value) * jnp.sqrt(tpr.value))
 
 
 @score_function
@@ -146,6 +155,10 @@ def prevalence_threshold(c: FloatCounts) -> Score:
 
        \mathrm{PT} = \frac{\sqrt{\mathrm{TPR}\,(1 - \mathrm{TNR})} + \mathrm{TNR} - 1}
        {\mathrm{TPR} + \mathrm{TNR} - 1}
+       = \frac{\sqrt{\mathrm{FPR}}}{\sqrt{\mathrm{TPR}} + \sqrt{\mathrm{FPR}}}
+
+    computed in the second form, with :math:`\mathrm{FPR} = FP / (FP + TN)` from the counts
+    (no cancellation at extreme counts).
 
     Undefined where the informedness :math:`\mathrm{TPR} + \mathrm{TNR} - 1` is 0 or a rate is.
 
@@ -162,11 +175,15 @@ def prevalence_threshold(c: FloatCounts) -> Score:
     References:
       Balayla, "Prevalence threshold (φe) and the geometry of screening curves", PLoS ONE 2020.
     """
-    tpr, tnr = tpr_score(c), tnr_score(c)
-    # MONAI's form: (sqrt(TPR (1 - TNR)) + TNR - 1) / (TPR + TNR - 1).
-    numerator = jnp.sqrt(tpr.value * (1.0 - tnr.value)) + tnr.value - 1.0
-    score = ratio(numerator, tpr.value + tnr.value - 1.0)
-    return Score(score.value, score.undefined | tpr.undefined | tnr.undefined)
+    tpr, fpr = tpr_score(c), fpr_score(c)
+    # MONAI's form (sqrt(TPR (1 - TNR)) + TNR - 1) / (TPR + TNR - 1) is, with FPR = 1 - TNR
+    # taken from the counts, (sqrt(TPR FPR) - FPR) / (TPR - FPR); dividing out
+    # sqrt(TPR) - sqrt(FPR) leaves a sum of positive terms, free of cancellation. Still
+    # undefined where MONAI's denominator is 0 (TPR = FPR).
+    root_tpr, root_fpr = jnp.sqrt(tpr.value), jnp.sqrt(fpr.value)
+    score = ratio(root_fpr, root_tpr + root_fpr)
+    undefined = score.undefined | (tpr.value == fpr.value) | tpr.undefined | fpr.undefined
+    return Score(jnp.where(undefined, jnp.nan, score.value), undefined)
 
 
 @score_function

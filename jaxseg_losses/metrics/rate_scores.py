@@ -2,9 +2,10 @@ r"""The rates of the confusion table, from counts: precision, recall, specificit
 their complements (miss rate, fall-out, false discovery and false omission rates).
 
 Each is one ratio of the float counts of each class; its options (``reduction``,
-``zero_division``, ``ignore_empty``, ...) are those of every score. The definitions of the four
-rates (``tpr_score``, ``tnr_score``, ``ppv_score``, ``npv_score``; not exported) are shared
-with the composite scores, which combine them.
+``zero_division``, ``ignore_empty``, ...) are those of every score. The definitions of the eight
+rates (``tpr_score``, ``fpr_score``, ``for_score``, ...; not exported) are shared with the
+composite scores, which combine them; a complement is always its own ratio of counts, never
+``1 - rate``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,27 @@ def ppv_score(c: FloatCounts) -> Score:
 def npv_score(c: FloatCounts) -> Score:
     """The negative predictive value."""
     return ratio(c.tn, c.tn + c.fn)
+
+
+# Their complements, from the counts (1 - rate in floats cancels when the rate is near 1).
+def fnr_score(c: FloatCounts) -> Score:
+    """The false negative rate (miss rate)."""
+    return ratio(c.fn, c.tp + c.fn)
+
+
+def fpr_score(c: FloatCounts) -> Score:
+    """The false positive rate (fall-out)."""
+    return ratio(c.fp, c.fp + c.tn)
+
+
+def fdr_score(c: FloatCounts) -> Score:
+    """The false discovery rate."""
+    return ratio(c.fp, c.fp + c.tp)
+
+
+def for_score(c: FloatCounts) -> Score:
+    """The false omission rate."""
+    return ratio(c.fn, c.fn + c.tn)
 
 
 @score_function
@@ -139,7 +161,7 @@ def miss_rate(c: FloatCounts) -> Score:
       >>> print(jsl.metrics.miss_rate(jnp.array([[3, 0], [1, 1]])))
       [0.  0.5]
     """
-    return ratio(c.fn, c.tp + c.fn)
+    return fnr_score(c)
 
 
 @score_function
@@ -160,7 +182,7 @@ def fall_out(c: FloatCounts) -> Score:
       >>> print(jsl.metrics.fall_out(jnp.array([[3, 0], [1, 1]])))
       [0.5 0. ]
     """
-    return ratio(c.fp, c.fp + c.tn)
+    return fpr_score(c)
 
 
 @score_function
@@ -181,7 +203,7 @@ def false_discovery_rate(c: FloatCounts) -> Score:
       >>> print(jsl.metrics.false_discovery_rate(jnp.array([[3, 0], [1, 1]])))
       [0.25 0.  ]
     """
-    return ratio(c.fp, c.fp + c.tp)
+    return fdr_score(c)
 
 
 @score_function
@@ -202,7 +224,7 @@ def false_omission_rate(c: FloatCounts) -> Score:
       >>> print(jsl.metrics.false_omission_rate(jnp.array([[3, 0], [1, 1]])))
       [0.   0.25]
     """
-    return ratio(c.fn, c.fn + c.tn)
+    return for_score(c)
 
 
 __all__ = [
