@@ -240,11 +240,19 @@ BLOCKS.update(
       distance_metric: ``"euclidean"`` (default), ``"taxicab"`` (:math:`\\sum_a s_a
         |\\Delta_a|`) or ``"chessboard"`` (:math:`\\max_a s_a |\\Delta_a|`); all three scale each
         axis by its spacing (MONAI ignores ``spacing`` for the last two; with ``spacing=None``
-        they agree).""",
+        they agree).
+      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
+      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
+        are excluded.""",
         "surface returns": """\
     Returns:
       ``[B, C]`` float32, one value per image and class (``[B, C - 1]``, classes ``1 .. C-1``,
       with ``include_background=False``).""",
+        "distance map args": """\
+      mask: ``[B, C, *spatial]`` bool masks, one image per sample and class.
+      spacing: ``[B, D]`` float element sizes of each sample's ``D`` spatial axes.""",
+        "soft mask args": """\
+      x: ``[B, *spatial, C]`` soft masks in ``[0, 1]``, 1-D to 3-D.""",
         "surface example setup": """\
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl

@@ -55,6 +55,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxseg_losses._core.docs import documented
+
 METRICS = ("euclidean", "chessboard", "taxicab")
 
 # A line pass maps per-line values [n, L] and a per-line spacing [L] to new values [n, L].
@@ -289,6 +291,7 @@ def _has_interface(mask: jax.Array) -> jax.Array:
     return jnp.any(mask, axis=axes, keepdims=True) & ~jnp.all(mask, axis=axes, keepdims=True)
 
 
+@documented
 def signed_distance_map(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     r"""Computes Kervadec's signed distance map of boolean masks.
 
@@ -298,8 +301,7 @@ def signed_distance_map(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     mask that is empty or full (no interface). Euclidean, exact, with one spacing per axis.
 
     Args:
-      mask: ``[B, C, *spatial]`` bool masks, one image per sample and class.
-      spacing: ``[B, D]`` float element sizes of each sample's ``D`` spatial axes.
+      <distance map args>
 
     Returns:
       ``[B, C, *spatial]`` float32 signed distances.
@@ -320,6 +322,7 @@ def signed_distance_map(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     return jnp.where(_has_interface(mask), signed, 0.0)
 
 
+@documented
 def unsigned_distance_field(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     r"""Computes the distance of every element to the other side of the mask's boundary.
 
@@ -328,8 +331,7 @@ def unsigned_distance_field(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     ``HausdorffDTLoss.distance_field``). Euclidean, exact, with one spacing per axis.
 
     Args:
-      mask: ``[B, C, *spatial]`` bool masks, one image per sample and class.
-      spacing: ``[B, D]`` float element sizes of each sample's ``D`` spatial axes.
+      <distance map args>
 
     Returns:
       ``[B, C, *spatial]`` float32 non-negative distances.

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg_losses._core.docs import documented
+
 
 def _pool(x: jax.Array, op: Any, init: float, window: tuple[int, ...]) -> jax.Array:
     """Stride-1 min or max pooling of ``[B, *spatial, C]`` over the spatial axes, padded with
@@ -26,6 +28,7 @@ def _pool(x: jax.Array, op: Any, init: float, window: tuple[int, ...]) -> jax.Ar
     return jax.lax.reduce_window(x, identity, op, full, (1,) * x.ndim, padding)
 
 
+@documented
 def soft_erode(x: jax.Array) -> jax.Array:
     r"""Computes the soft erosion of soft masks: a minimum over a cross of 3 elements per axis.
 
@@ -33,7 +36,7 @@ def soft_erode(x: jax.Array) -> jax.Array:
     see only the image. Differentiable (its gradient flows to the minimum of each window).
 
     Args:
-      x: ``[B, *spatial, C]`` soft masks in ``[0, 1]``, 1-D to 3-D.
+      <soft mask args>
 
     Returns:
       ``[B, *spatial, C]``, the same dtype.
@@ -56,11 +59,12 @@ def soft_erode(x: jax.Array) -> jax.Array:
     return out
 
 
+@documented
 def soft_dilate(x: jax.Array) -> jax.Array:
     r"""Computes the soft dilation of soft masks: a 3×3(×3) maximum pool.
 
     Args:
-      x: ``[B, *spatial, C]`` soft masks in ``[0, 1]``, 1-D to 3-D.
+      <soft mask args>
 
     Returns:
       ``[B, *spatial, C]``, the same dtype.
@@ -75,6 +79,7 @@ def soft_dilate(x: jax.Array) -> jax.Array:
     return _pool(x, jax.lax.max, -math.inf, (3,) * (x.ndim - 2))
 
 
+@documented
 def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
     r"""Computes the soft skeleton of Shit et al. of soft masks in ``[0, 1]``.
 
@@ -89,7 +94,7 @@ def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
     centre lines.
 
     Args:
-      x: ``[B, *spatial, C]`` soft masks in ``[0, 1]``, 1-D to 3-D.
+      <soft mask args>
       iterations: :math:`k`, the number of erosions (at least the half-width of the thickest
         structure to skeletonise).
 

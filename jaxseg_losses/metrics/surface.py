@@ -196,14 +196,14 @@ def _prepare(
     include_background: Any,
     spacing: Any,
     distance_metric: Any,
-    ignore_index: Any = None,
-    mask: Any = None,
+    excluded: tuple[Any, Any] = (None, None),
 ) -> _Masks:
     """Validated inputs: masks ``[B, C, *spatial]`` of both arguments, spacing ``[B, D]``.
 
     An excluded pixel (``mask`` 0/False there, or a label equal to ``ignore_index``) is in no
     mask: it lies outside every mask like a pixel beyond the image (see :func:`_counted`).
     """
+    ignore_index, mask = excluded
     ignore_index = _checks.check_label_value("ignore_index", ignore_index)
     if not isinstance(class_axis, numbers.Integral) or isinstance(class_axis, bool):
         raise TypeError(
@@ -496,9 +496,6 @@ def hausdorff_distance(
         ``[0, 100]`` of each direction's distances (95 for HD95), linearly interpolated.
       directed: ``True`` measures from the prediction to the ground truth only.
       <surface options>
-      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
-      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
-        are excluded.
 
     <surface returns>
 
@@ -516,17 +513,8 @@ def hausdorff_distance(
     """
     directed = _check_bool("directed", directed)
     q = _check_percentile(percentile)
-    masks = _prepare(
-        predictions,
-        labels,
-        num_classes,
-        class_axis,
-        include_background,
-        spacing,
-        distance_metric,
-        ignore_index,
-        mask,
-    )
+    options = (include_background, spacing, distance_metric, (ignore_index, mask))
+    masks = _prepare(predictions, labels, num_classes, class_axis, *options)
     distances = _Distances(masks, both=not directed)
     if q is None:
         per_direction = jnp.max(distances.masked(0.0), axis=-1)
@@ -569,9 +557,6 @@ def average_surface_distance(
       symmetric: ``True`` averages the distances of both directions pooled together (the
         average symmetric surface distance, ASSD).
       <surface options>
-      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
-      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
-        are excluded.
 
     <surface returns>
 
@@ -588,17 +573,8 @@ def average_surface_distance(
       Datasets", IEEE TMI 28(8), 2009.
     """
     symmetric = _check_bool("symmetric", symmetric)
-    masks = _prepare(
-        predictions,
-        labels,
-        num_classes,
-        class_axis,
-        include_background,
-        spacing,
-        distance_metric,
-        ignore_index,
-        mask,
-    )
+    options = (include_background, spacing, distance_metric, (ignore_index, mask))
+    masks = _prepare(predictions, labels, num_classes, class_axis, *options)
     distances = _Distances(masks, both=symmetric)
     total = jnp.sum(distances.masked(0.0), axis=(0, -1))
     count = jnp.sum(distances.origins, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
@@ -644,9 +620,6 @@ def surface_dice(
         background, the default, ``C - 1`` values for classes ``1 .. C-1``); finite and
         non-negative.
       <surface options>
-      ignore_index: a label value of integer ``labels`` whose pixels are excluded (e.g. 255).
-      mask: ``[B, *spatial]`` bool (or numeric: non-zero counts) pixels to count; the others
-        are excluded.
 
     <surface returns>
 
@@ -660,17 +633,8 @@ def surface_dice(
       Radiotherapy: Deep Learning Algorithm Development and Validation Study", J. Med.
       Internet Res. 23(7), 2021.
     """
-    masks = _prepare(
-        predictions,
-        labels,
-        num_classes,
-        class_axis,
-        include_background,
-        spacing,
-        distance_metric,
-        ignore_index,
-        mask,
-    )
+    options = (include_background, spacing, distance_metric, (ignore_index, mask))
+    masks = _prepare(predictions, labels, num_classes, class_axis, *options)
     classes = masks.predicted.shape[1]
     tol = _tolerance(tolerance, classes, include_background)
     distances = _Distances(masks, both=True)
