@@ -373,6 +373,19 @@ class Inputs:
         """``[B]`` the summed pixel weights of each sample (0 when it has no valid pixel)."""
         return self._once("valid_count", lambda: jnp.sum(self.weights, axis=1))
 
+    def invalid_label_term(self) -> jax.Array:
+        """``[B]``: 0, or NaN for a sample with a counted label that is neither a class nor
+        ``ignore_index``, whose gradient is NaN at that pixel's logits.
+
+        A loss that sorts or selects pixels (top-k, Lovász) leaves such a pixel out of what it
+        differentiates; adding this term keeps the policy that value *and* gradient are NaN. The
+        ``where`` keeps every other pixel's contribution and gradient exactly 0, whatever its
+        logits (an excluded pixel may hold NaN or ±inf).
+        """
+        invalid = jnp.isnan(self.weights)[..., None]
+        touched = jnp.where(invalid, self.weights[..., None] * self.logits, 0.0)
+        return jnp.sum(touched, axis=(1, 2))
+
     # ------------------------------------------------------------------------------------------
     # Views.
 

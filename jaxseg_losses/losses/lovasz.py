@@ -274,7 +274,7 @@ def lovasz_softmax_loss(
             )
         else:
             loss = jnp.mean(per_class, axis=-1)
-        return {"loss": loss}
+        return {"loss": loss + inputs.invalid_label_term()}
 
     return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
 
@@ -343,7 +343,7 @@ def lovasz_hinge_loss() -> LossDefinition:
         signs = 2 * foreground.astype(inputs.dtype) - 1
         errors = 1 - inputs.logits * signs
         per_class, _ = _per_class_lovasz(errors, foreground, valid, hinge=True)
-        return {"loss": jnp.mean(per_class, axis=-1)}
+        return {"loss": jnp.mean(per_class, axis=-1) + inputs.invalid_label_term()}
 
     return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
 

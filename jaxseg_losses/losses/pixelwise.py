@@ -440,7 +440,8 @@ def topk_cross_entropy_loss(
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:
         loss, _ = terms(inputs)
-        return {"loss": _top_fraction_mean(loss, inputs.weights > 0, k)}
+        selected_mean = _top_fraction_mean(loss, inputs.weights > 0, k)
+        return {"loss": selected_mean + inputs.invalid_label_term()}
 
     return LossDefinition(sums=sums, finish=lambda s: s["loss"], pools=False)
 

@@ -28,13 +28,14 @@ same on every run (the pytest plugin adds the node id to the seed, so each loss 
 Budget: ``EXAMPLES_PER_LOSS`` = 8 per row of the table (18 rows: 144 examples),
 ``METRIC_EXAMPLES`` = 25 (``overlap_counts`` with ``dice``/``iou``/``recall`` of its counts, and
 ``confusion_matrix``) and ``SURFACE_EXAMPLES`` = 8 (six surface metrics each): 177 examples, plus
-the pinned findings. Measured with ``/usr/bin/time -f "%e s" .venv/bin/python -m pytest -q
--p no:cacheprovider tests/rules/test_fuzz.py``: 55 s single-process on the 2-core CPU dev
-machine, which is shared (other runs on it at the same time; an idle machine is faster).
+the regression test of its finding. Measured with ``/usr/bin/time -f "%e s" .venv/bin/python -m
+pytest -q -p no:cacheprovider tests/rules/test_fuzz.py``: 55 s single-process on the 2-core CPU
+dev machine, which is shared (other runs on it at the same time; an idle machine is faster).
 
-Findings are pinned by strict xfails (:func:`test_gradient_is_nan_for_a_label_that_is_no_class`)
-and their losses listed in :data:`GRADIENT_NOT_NAN`, where the fuzz test checks the NaN value but
-not the NaN gradient.
+Its one finding, now fixed and kept as a regression test
+(:func:`test_gradient_is_nan_for_a_label_that_is_no_class`): the losses that sort or select
+pixels (top-k CE, the Lovász losses) gave a NaN value but a zero gradient when the pixel with a
+label that is no class was the only one counted.
 """
 
 import functools
@@ -224,8 +225,7 @@ def check_loss(name, case):
     event("NaN by a label that is no class" if bad else "computed")
     if bad:
         assert any_nan(value), f"a label that is no class gave a non-NaN value {value}"
-        if name not in GRADIENT_NOT_NAN:  # a known violation, pinned below
-            assert any_nan(grad), "a label that is no class gave a non-NaN gradient"
+        assert any_nan(grad), "a label that is no class gave a non-NaN gradient"
         return
     assert finite(value), f"non-finite value {value}"
     assert finite(grad), "non-finite gradient"
@@ -239,21 +239,11 @@ def check_loss(name, case):
         )
 
 
-# Findings of this fuzzing, each pinned by a strict xfail below (a fix turns it into XPASS, which
-# fails: then delete the pin and the entry here).
-GRADIENT_NOT_NAN = {"topk_cross_entropy_loss", "lovasz_softmax_loss", "lovasz_hinge_loss"}
+# The losses that sort or select pixels, where a bad pixel is left out of what is differentiated.
+SORTING_LOSSES = ("topk_cross_entropy_loss", "lovasz_softmax_loss", "lovasz_hinge_loss")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="policy violation (docs/bad_input.md: a label that is neither a class nor ignore_index "
-    "on a counted pixel makes value and gradient NaN): in the sorting losses (top-k CE, Lovasz "
-    "softmax, Lovasz hinge) the value is NaN but the gradient at that pixel is exactly 0; NaN "
-    "reaches the gradient only through other counted pixels, so a bad pixel that is the only "
-    "counted pixel of the batch (or of its sample, with reduction 'sum'/'none') leaves a "
-    "gradient without NaN",
-)
-@pytest.mark.parametrize("name", sorted(GRADIENT_NOT_NAN))
+@pytest.mark.parametrize("name", SORTING_LOSSES)
 def test_gradient_is_nan_for_a_label_that_is_no_class(name):
     channels = 1 if tuple(LOSSES[name].activations) == ("sigmoid",) else 3
     logits = jnp.linspace(-0.5, 0.5, channels).reshape(1, 1, channels)  # one pixel
