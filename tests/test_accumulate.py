@@ -164,7 +164,8 @@ def _params(key):
 
 
 def test_value_and_grad_equals_the_full_batch_gradient():
-    """Four micro-batches, pytree inputs and a mask: the full-batch value and gradient."""
+    """Four micro-batches, pytree inputs and a mask: the full-batch value and gradient, for
+    batch-pooled, per-sample, pixel-wise and distance-based terms."""
     _, labels, mask = _data(3)
     params = _params(jax.random.key(4))
     inputs = {
@@ -181,6 +182,9 @@ def test_value_and_grad_equals_the_full_batch_gradient():
             "gdl": P(jsl.generalized_dice_loss, **BATCH),
             "ce": jsl.cross_entropy_loss,
             "iou": 0.5,
+            # A batch-pooled region loss with true negatives and a distance-based loss.
+            "mcc": P(jsl.mcc_loss, **BATCH),
+            "boundary": 0.5,
         },
         ignore_index=255,
     )

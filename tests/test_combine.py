@@ -1,4 +1,5 @@
-"""Combining losses: totals and gradients equal the weighted sums, shared statistics, registry."""
+"""Combining losses: totals and gradients equal the weighted sums of the terms, the terms share
+their statistics (one log-sum-exp, no stored probabilities), options and errors."""
 
 import functools
 
@@ -9,23 +10,14 @@ import numpy as np
 import pytest
 
 import jaxseg_losses as jsl
-from jaxseg_losses import registry
+from tests.helpers import assert_close, random_batch
 
 B, H, W, C = 2, 6, 5, 4
 
 
-def make_data(seed=0, *, ignore=True, shape=(B, H, W), num_classes=C):
-    r = np.random.default_rng(seed)
-    logits = (2.0 * r.standard_normal((*shape, num_classes))).astype(np.float32)
-    labels = r.integers(0, num_classes, shape).astype(np.int32)
-    if ignore:
-        labels = np.where(r.uniform(size=shape) < 0.25, 255, labels).astype(np.int32)
-    mask = (r.uniform(size=shape) > 0.2).astype(np.float32)
-    return logits, labels, mask
-
-
-def assert_close(actual, expected, *, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
+def make_data(seed, *, ignore=True):
+    """Logits, labels (a quarter ignored, with ``ignore``) and a mask of the combine tests."""
+    return random_batch(seed, (B, H, W), C, ignored=0.25 if ignore else 0.0)
 
 
 SPECS = {
@@ -208,71 +200,6 @@ def test_combined_loss_stores_no_probabilities():
     assert temp < logits.nbytes
 
 
-def test_ready_made_losses_equal_their_terms():
-    logits, labels, mask = make_data(5)
-    dice_options = {"smooth": 1e-5, "include_background": False, "aggregate": "batch"}
-    ce_options = {"class_weights": np.array([0.5, 1.0, 2.0, 1.0], np.float32)}
-    focal_options = {"gamma": 2.0, "alpha": 0.25}
-    shared = {"ignore_index": 255, "mask": mask}
-
-    @jax.jit
-    def everything(x, y):
-        return {
-            "dice_ce": jsl.dice_ce_loss(
-                x,
-                y,
-                dice_weight=0.4,
-                ce_weight=0.6,
-                dice_options=dice_options,
-                ce_options=ce_options,
-                return_parts=True,
-                **shared,
-            ),
-            "dice_focal": jsl.dice_focal_loss(x, y, focal_options=focal_options, **shared),
-            "iou_ce": jsl.iou_ce_loss(x, y, iou_options={"log": True}, **shared),
-            "dice": jsl.dice_loss(x, y, **dice_options, **shared),
-            "ce": jsl.cross_entropy_loss(x, y, **ce_options, **shared),
-            "dice_default": jsl.dice_loss(x, y, **shared),
-            "focal": jsl.focal_loss(x, y, **focal_options, **shared),
-            "log_iou": jsl.iou_loss(x, y, log=True, **shared),
-            "ce_default": jsl.cross_entropy_loss(x, y, **shared),
-        }
-
-    out = everything(logits, labels)
-    total, parts = out["dice_ce"]
-    assert_close(parts["dice"], out["dice"])
-    assert_close(parts["ce"], out["ce"])
-    assert_close(total, 0.4 * out["dice"] + 0.6 * out["ce"])
-    assert_close(out["dice_focal"], out["dice_default"] + out["focal"])
-    assert_close(out["iou_ce"], out["log_iou"] + out["ce_default"])
-
-
-@pytest.mark.parametrize("name", ["dice_ce_loss", "dice_focal_loss", "iou_ce_loss"])
-def test_ready_made_per_sample_vmap_equals_reduction_none(name):
-    logits, labels, mask = make_data(6)
-    single = getattr(jsl.per_sample, name)
-    batched = getattr(jsl, name)
-
-    @jax.jit
-    def both(x, y, m):
-        vmapped = jax.vmap(lambda a, b, c: single(a, b, mask=c, ignore_index=255))(x, y, m)
-        parts = jax.vmap(lambda a, b: single(a, b, ignore_index=255, return_parts=True))(x, y)
-        none = batched(x, y, mask=m, ignore_index=255, reduction="none")
-        return (
-            vmapped,
-            none,
-            parts,
-            batched(x, y, ignore_index=255, reduction="none", return_parts=True),
-        )
-
-    vmapped, none, parts, none_parts = both(logits, labels, mask)
-    assert vmapped.shape == (B,)
-    assert_close(vmapped, none)
-    assert_close(parts[0], none_parts[0])
-    for key in none_parts[1]:
-        assert_close(parts[1][key], none_parts[1][key])
-
-
 def test_works_in_a_flax_nnx_train_step():
     nnx = pytest.importorskip("flax.nnx")
     optax = pytest.importorskip("optax")
@@ -321,105 +248,6 @@ def test_bf16_logits():
     rounded, _ = loss_fn(np.asarray(jnp.asarray(logits, jnp.bfloat16).astype(jnp.float32)), labels)
     assert low.dtype == jnp.float32
     assert_close(low, rounded, rtol=1e-6)
-
-
-def test_traced_weights():
-    logits, labels, _ = make_data(10)
-
-    @jax.jit
-    def weighted(x, y, w):
-        return jsl.dice_ce_loss(x, y, dice_weight=w, ignore_index=255, return_parts=True)
-
-    total, parts = weighted(logits, labels, 0.25)
-    assert_close(total, 0.25 * parts["dice"] + parts["ce"])
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss specifications and the registry.
-
-
-def test_parse_loss_spec():
-    spec = jsl.parse_loss_spec(" ce:1, iou : 0.5 ")
-    assert list(spec) == ["ce", "iou"]
-    assert spec["ce"] == (1.0, jsl.cross_entropy_loss)
-    assert spec["iou"] == (0.5, jsl.iou_loss)
-    assert {k: w for k, (w, _) in jsl.parse_loss_spec("ce+dice").items()} == {
-        "ce": 1.0,
-        "dice": 1.0,
-    }
-    assert jsl.parse_loss_spec("log_iou")["log_iou"][1].keywords == {"log": True}
-    builtins = {"ce", "focal", "dice", "log_dice", "iou", "log_iou", "tversky", "gdl", "lovasz"}
-    assert builtins | {"lovasz_hinge"} <= set(jsl.registered_losses())
-    assert builtins <= set(jsl.registered_losses())
-
-
-def test_spec_string_equals_mapping():
-    logits, labels, _ = make_data(11)
-
-    @jax.jit
-    def both(x, y):
-        a = jsl.combine("ce:1,log_iou:0.5", ignore_index=255)(x, y)
-        b = jsl.combine({"ce": 1.0, "log_iou": 0.5}, ignore_index=255)(x, y)
-        c = jsl.combine(
-            {
-                "ce": (1.0, jsl.cross_entropy_loss),
-                "log_iou": (0.5, functools.partial(jsl.iou_loss, log=True)),
-            },
-            ignore_index=255,
-        )(x, y)
-        return a, b, c
-
-    a, b, c = both(logits, labels)
-    assert_close(a[0], b[0])
-    assert_close(a[0], c[0])
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("ce+cross", r"Unknown loss 'cross'; registered losses are: .*ce.*dice"),
-        ("ce:x", r"Weight 'x' of term 'ce' in 'ce:x' is not a number"),
-        ("ce:inf", r"Weight of term 'ce' in 'ce:inf' must be finite"),
-        ("ce+ce:2", r"Loss 'ce' appears twice"),
-        ("", r"Empty loss specification"),
-        ("ce++dice", r"Empty term in loss specification"),
-    ],
-)
-def test_parse_loss_spec_errors(spec, message):
-    with pytest.raises(ValueError, match=message):
-        jsl.parse_loss_spec(spec)
-
-
-@pytest.fixture
-def scratch_registry():
-    before = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-
-
-@pytest.mark.usefixtures("scratch_registry")
-def test_register_loss():
-    def half_ce(logits, labels, **options):
-        return 0.5 * jsl.cross_entropy_loss(logits, labels, **options)
-
-    assert jsl.register_loss("half_ce", half_ce) is half_ce
-    assert jsl.get_loss("half_ce") is half_ce
-    with pytest.raises(ValueError, match="already registered"):
-        jsl.register_loss("half_ce", half_ce)
-    jsl.register_loss("half_ce", jsl.cross_entropy_loss, overwrite=True)
-    assert jsl.get_loss("half_ce") is jsl.cross_entropy_loss
-    # A partial of a library loss is a registered term like any other.
-    soft_dice = functools.partial(jsl.dice_loss, smooth=1e-5)
-    jsl.register_loss("eps_dice", soft_dice)
-    logits, labels, _ = make_data(12)
-    _, parts = jax.jit(jsl.combine("eps_dice", ignore_index=255))(logits, labels)
-    assert_close(parts["eps_dice"], soft_dice(logits, labels, ignore_index=255))
-    for bad in ("Dice", "two words", "", 3):
-        with pytest.raises(ValueError, match="lowercase identifier"):
-            jsl.register_loss(bad, half_ce)
-    with pytest.raises(TypeError, match="`fn` must be callable"):
-        jsl.register_loss("nothing", None)
 
 
 def test_combine_errors():

@@ -11,13 +11,19 @@ from jax.test_util import check_grads
 
 import jaxseg_losses as jsl
 from jaxseg_losses._core import fused as _fused
+from tests.helpers import assert_close, sigmoid, softmax
 
 
-@pytest.fixture(autouse=True, params=["segments", "select"])
+@pytest.fixture
 def strategy(request, monkeypatch):
-    """Every kernel test runs with both ways of picking the label's entry (CPU's and GPU's)."""
+    """The way the kernels pick a label's entry: the CPU's "segments" or the GPU's "select"."""
     monkeypatch.setattr(_fused, "STRATEGY", request.param)
     return request.param
+
+
+# Each test that reads a label's entry runs with both strategies; the log-sum-exp alone and the
+# forms without integer labels for the kernel (one channel) do not read one.
+BOTH_STRATEGIES = pytest.mark.parametrize("strategy", ["segments", "select"], indirect=True)
 
 
 def make_inputs(seed, *, batch=2, pixels=9, num_classes=4, dtype=np.float64):
@@ -30,13 +36,11 @@ def make_inputs(seed, *, batch=2, pixels=9, num_classes=4, dtype=np.float64):
 
 
 def numpy_probabilities(logits, activation):
-    x = np.asarray(logits, np.float64)
     if activation == "softmax":
-        e = np.exp(x - x.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
+        return softmax(logits)
     if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-x))
-    return x
+        return sigmoid(logits)
+    return np.asarray(logits, np.float64)
 
 
 def numpy_sums(logits, labels, weights, activation):
@@ -115,7 +119,8 @@ def scalar_of_statistics(statistics_fn):
     return loss
 
 
-def test_label_statistics_match_numpy():
+@BOTH_STRATEGIES
+def test_label_statistics_match_numpy(strategy):
     logits, labels, weights = make_inputs(0)
     with jax.enable_x64(True):
         got = jax.jit(_fused.label_statistics)(logits, labels, weights)
@@ -124,29 +129,50 @@ def test_label_statistics_match_numpy():
         np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_label_statistics_derivatives_match_autodiff_of_plain_formula():
+def derivatives(fn, tangents):
+    """Value, gradient and forward-mode tangent with respect to every argument of a scalar
+    ``fn(x, w)`` or ``fn(x)``, and its Hessian with respect to the logits ``x`` in three modes
+    (forward over reverse, reverse over reverse, forward over forward)."""
+
+    def all_of(*args):
+        argnums = tuple(range(len(args)))
+        return {
+            "value": fn(*args),
+            "grad": jax.grad(fn, argnums)(*args),
+            "jvp": jax.jvp(fn, args, tangents)[1],
+            "hessian": jax.jacfwd(jax.jacrev(fn))(*args),
+            "hessian_rev_rev": jax.jacrev(jax.jacrev(fn))(*args),
+            "hessian_fwd_fwd": jax.jacfwd(jax.jacfwd(fn))(*args),
+        }
+
+    return all_of
+
+
+def assert_derivatives_equal(fused, plain, args, tangents):
+    """The fused kernel's custom rules equal autodiff of the plain formula, in one program."""
+    got, want = jax.jit(
+        lambda *a: (derivatives(fused, tangents)(*a), derivatives(plain, tangents)(*a))
+    )(*args)
+    assert_close(got["value"], want["value"], rtol=1e-12, atol=0)
+    for key in ("grad", "jvp"):
+        assert_close(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    for key in ("hessian", "hessian_rev_rev", "hessian_fwd_fwd"):
+        assert_close(got[key], want[key], rtol=1e-8, atol=1e-10, err_msg=key)
+
+
+@BOTH_STRATEGIES
+def test_label_statistics_derivatives_match_autodiff_of_plain_formula(strategy):
     logits, labels, weights = make_inputs(1)
     fused = scalar_of_statistics(lambda x, w: _fused.label_statistics(x, labels, w))
     plain = scalar_of_statistics(lambda x, w: plain_statistics(x, labels, w))
     with jax.enable_x64(True):
         x, w = jnp.asarray(logits), jnp.asarray(weights)
-        np.testing.assert_allclose(jax.jit(fused)(x, w), plain(x, w), rtol=1e-12)
-        got = jax.jit(jax.grad(fused, argnums=(0, 1)))(x, w)
-        want = jax.grad(plain, argnums=(0, 1))(x, w)
-        for actual, expected in zip(got, want, strict=True):
-            np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-12)
-        # Forward mode: the tangent rule itself.
-        tangents = (0.3 * jnp.cos(x), 0.1 * jnp.sin(w))
-        _, jvp_fused = jax.jit(lambda a, b: jax.jvp(fused, (a, b), tangents))(x, w)
-        _, jvp_plain = jax.jvp(plain, (x, w), tangents)
-        np.testing.assert_allclose(jvp_fused, jvp_plain, rtol=1e-10, atol=1e-12)
-        # Second order (Hessian-vector products run forward over reverse).
-        np.testing.assert_allclose(
-            jax.jit(jax.hessian(fused))(x, w), jax.hessian(plain)(x, w), rtol=1e-8, atol=1e-10
-        )
+        assert_derivatives_equal(fused, plain, (x, w), (0.3 * jnp.cos(x), 0.1 * jnp.sin(w)))
 
 
 def test_label_statistics_derivatives_match_finite_differences():
+    """Against finite differences, with the CPU's strategy; the other strategy's rules equal
+    these in every mode up to second order (the autodiff test above)."""
     logits, labels, weights = make_inputs(2)
     # Mask weights are non-negative (the kernel reads log w): difference away from 0.
     weights = 0.5 + weights
@@ -161,7 +187,8 @@ def test_label_statistics_derivatives_match_finite_differences():
         )
 
 
-def test_log_sum_exp_and_label_kernel_matches_autodiff():
+@BOTH_STRATEGIES
+def test_log_sum_exp_and_label_kernel_matches_autodiff(strategy):
     """Without the per-class sums (cross-entropy alone): lse and the label's logit."""
     logits, labels, weights = make_inputs(7)
 
@@ -176,12 +203,8 @@ def test_log_sum_exp_and_label_kernel_matches_autodiff():
 
     with jax.enable_x64(True):
         x = jnp.asarray(logits)
-        np.testing.assert_allclose(jax.jit(fused)(x), plain(x), rtol=1e-12)
-        np.testing.assert_allclose(jax.jit(jax.grad(fused))(x), jax.grad(plain)(x), rtol=1e-10)
-        np.testing.assert_allclose(
-            jax.jit(jax.hessian(fused))(x), jax.hessian(plain)(x), rtol=1e-8, atol=1e-12
-        )
-        check_grads(fused, (x,), order=2, modes=("fwd", "rev"))
+        assert_derivatives_equal(fused, plain, (x,), (0.3 * jnp.cos(x),))
+        check_grads(jax.jit(fused), (x,), order=2, modes=("fwd", "rev"))
 
 
 def _primitives(fn, *args):
@@ -200,7 +223,8 @@ def _primitives(fn, *args):
     return names
 
 
-def test_the_losses_of_a_call_decide_which_kernel_runs():
+@BOTH_STRATEGIES
+def test_the_losses_of_a_call_decide_which_kernel_runs(strategy):
     """Cross-entropy alone needs no per-class sums: its gradient has no scatter of the label's
     entries; with Dice in the same call one kernel serves both (its sums are segment sums)."""
     logits, labels, _ = make_inputs(8, dtype=np.float32)
@@ -211,7 +235,8 @@ def test_the_losses_of_a_call_decide_which_kernel_runs():
         assert "scatter-add" in _primitives(both, logits)
 
 
-def test_unused_outputs_cost_nothing():
+@BOTH_STRATEGIES
+def test_unused_outputs_cost_nothing(strategy):
     """Cross-entropy reads only the log-sum-exp and the label's logit: the compiled program has
     no per-class column sums, as if the kernel computed nothing else."""
     logits, labels, weights = make_inputs(3, num_classes=5, dtype=np.float32)
@@ -224,17 +249,21 @@ def test_unused_outputs_cost_nothing():
     assert "f32[2,5]" not in hlo  # no [B, C] sum was left in the program
 
 
-def test_nan_weight_makes_every_output_and_gradient_loud():
+@BOTH_STRATEGIES
+def test_nan_weight_makes_every_output_and_gradient_loud(strategy):
     logits, labels, weights = make_inputs(4, dtype=np.float32)
     weights[1, 4] = np.nan
     fused = scalar_of_statistics(lambda x, w: _fused.label_statistics(x, labels, w))
-    s = _fused.label_statistics(logits, labels, weights)
+    s, grad = jax.jit(lambda x, w: (_fused.label_statistics(x, labels, w), jax.grad(fused)(x, w)))(
+        logits, weights
+    )
     assert np.isnan(s.pred_sum[1]).all() and np.isfinite(s.pred_sum[0]).all()
     assert np.isfinite(s.lse).all()  # the per-pixel outputs do not read the weights
-    assert np.isnan(jax.grad(fused)(logits, weights)).any()
+    assert np.isnan(grad).any()
 
 
 def test_log_sum_exp_matches_numpy_and_autodiff():
+    """The log-sum-exp alone reads no label: one strategy."""
     logits, _, _ = make_inputs(5, num_classes=5)
     with jax.enable_x64(True):
         x = jnp.asarray(logits)
@@ -247,18 +276,26 @@ def test_log_sum_exp_matches_numpy_and_autodiff():
         def plain(x):
             return jnp.sum(jnp.cos(jax.nn.logsumexp(x, axis=-1, keepdims=True)))
 
-        np.testing.assert_allclose(jax.jit(jax.grad(fused))(x), jax.grad(plain)(x), rtol=1e-10)
-        np.testing.assert_allclose(
-            jax.jit(jax.hessian(fused))(x), jax.hessian(plain)(x), rtol=1e-8, atol=1e-12
-        )
-        check_grads(fused, (x,), order=2, modes=("fwd", "rev"))
+        assert_derivatives_equal(fused, plain, (x,), (0.3 * jnp.cos(x),))
+        check_grads(jax.jit(fused), (x,), order=2, modes=("fwd", "rev"))
 
 
-FORMS = [("softmax", 4), (None, 4), ("sigmoid", 1), (None, 1)]
+# (activation, classes, strategy): the integer-label forms read a label's entry, with both
+# strategies; one channel compares with the label, with the backend's own (None).
+FORMS = [
+    ("softmax", 4, "segments"),
+    ("softmax", 4, "select"),
+    (None, 4, "segments"),
+    (None, 4, "select"),
+    ("sigmoid", 1, None),
+    (None, 1, None),
+]
 
 
-@pytest.mark.parametrize(("activation", "num_classes"), FORMS)
-def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(activation, num_classes):
+@pytest.mark.parametrize(("activation", "num_classes", "strategy"), FORMS, indirect=["strategy"])
+def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(
+    activation, num_classes, strategy
+):
     """The overlap sums the losses read (fused for softmax, plain JAX otherwise)."""
     logits, labels, weights = make_inputs(6, num_classes=num_classes)
     if activation is None:
@@ -273,9 +310,13 @@ def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(activation, 
         for actual, expected in zip(got, want, strict=True):
             np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
         x, w = jnp.asarray(logits), jnp.asarray(weights)
-        got = jax.jit(jax.grad(scalar_of_sums(fused), argnums=(0, 1)))(x, w)
         plain = scalar_of_sums(lambda x, w: plain_sums(x, labels, w, activation))
-        want = jax.grad(plain, argnums=(0, 1))(x, w)
+        got, want = jax.jit(
+            lambda x, w: (
+                jax.grad(scalar_of_sums(fused), argnums=(0, 1))(x, w),
+                jax.grad(plain, argnums=(0, 1))(x, w),
+            )
+        )(x, w)
         np.testing.assert_allclose(got[0], want[0], rtol=1e-10, atol=1e-12)
         # A pixel of weight 0 is not read (its logits are inert); the derivative with respect
         # to its weight is taken where the weight is positive.
@@ -283,13 +324,11 @@ def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(activation, 
         np.testing.assert_allclose(got[1][kept], want[1][kept], rtol=1e-10, atol=1e-12)
 
 
-def test_reverse_mode_keeps_no_class_wide_residual(strategy, monkeypatch):
+def test_reverse_mode_keeps_no_class_wide_residual(monkeypatch):
     """The backward pass recomputes the probabilities: the compiled fwd+bwd program of CE, of
     Dice and of CE + Dice combined, on float32 logits, needs less temporary memory than one copy
     of the logits (autodiff of the one-hot formula needs several), with the strategy the backend
     picks for itself."""
-    if strategy == "select":
-        pytest.skip("memory is checked once, for the backend's own strategy")
     monkeypatch.setattr(_fused, "STRATEGY", None)
     shape = (2, 64 * 64, 21)
     logits = jnp.zeros(shape, jnp.float32)

@@ -1,12 +1,12 @@
 """Checks the losses and metrics on 1, 2 and 8 devices; prints the measured differences as JSON.
 
-Run by ``tests/test_distributed.py`` in a subprocess with
+Run by ``tests/distributed/test_distributed.py`` in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (the flag must be set before JAX starts,
 hence the separate process), which asserts on the numbers. Every difference is relative:
 ``max |a - b| / max |b|`` over a value or a gradient, against the whole batch on one device.
 
 Run by hand to see the numbers: ``XLA_FLAGS=--xla_force_host_platform_device_count=8 python
-tests/distributed_check.py``.
+tests/distributed/distributed_check.py``.
 """
 
 import functools
@@ -29,7 +29,7 @@ def main() -> None:
 
     jax.config.update("jax_numpy_rank_promotion", "raise")
     jax.config.update("jax_numpy_dtype_promotion", "strict")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "segmentation"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "segmentation"))
     import parallel
 
     devices = jax.devices()

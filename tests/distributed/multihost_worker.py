@@ -1,4 +1,4 @@
-"""One process of the two-process data-parallel check run by ``tests/test_multihost.py``.
+"""One process of the two-process data-parallel check of ``tests/distributed/test_multihost.py``.
 
 Usage: ``python multihost_worker.py PROCESS_ID NUM_PROCESSES PORT`` with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``. Each process joins the job through
@@ -57,7 +57,7 @@ def main() -> None:
 
     import jaxseg_losses as jsl
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "segmentation"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "segmentation"))
     import parallel
 
     images, labels, weights = global_batch()

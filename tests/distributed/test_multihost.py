@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 
 import jaxseg_losses as jsl
-
-sys.path.insert(0, str(Path(__file__).parent))
-import multihost_worker as worker
+from tests.distributed import multihost_worker as worker
 
 NUM_PROCESSES = 2
 TIMEOUT_S = 180
@@ -34,7 +32,9 @@ def _free_port() -> int:
 
 def _run_workers() -> list[dict]:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
     env["JAX_PLATFORMS"] = "cpu"
     port = str(_free_port())
     script = str(Path(worker.__file__))

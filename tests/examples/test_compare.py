@@ -2,13 +2,14 @@
 
 import json
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "segmentation"))
+from tests.helpers import EXAMPLES
+
+sys.path.insert(0, str(EXAMPLES / "segmentation"))
 
 import compare_losses
 

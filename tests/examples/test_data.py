@@ -1,14 +1,15 @@
 """Tests for examples/segmentation/data.py: synthetic builders, folder loader, batching."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import EXAMPLES
+
 # The example is a forkable folder, not a package: import its modules as its scripts do.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "segmentation"))
+sys.path.insert(0, str(EXAMPLES / "segmentation"))
 
 import data
 

@@ -1,7 +1,6 @@
 """Tests for examples/segmentation/models.py: the Flax NNX U-Net."""
 
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +8,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests.helpers import EXAMPLES
+
 # The example is a forkable folder, not a package: import its modules as its scripts do.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "segmentation"))
+sys.path.insert(0, str(EXAMPLES / "segmentation"))
 
 from models import UNet
 

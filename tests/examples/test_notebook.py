@@ -11,7 +11,9 @@ kernelspec = pytest.importorskip("ipykernel.kernelspec")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 from jupyter_client.manager import KernelManager  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO  # noqa: E402
+
+ROOT = REPO
 NOTEBOOK = ROOT / "examples" / "colab_tpu.ipynb"
 
 

@@ -7,21 +7,20 @@ every test that needs a trained model.
 import contextlib
 import json
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
 import jaxseg_losses as jsl
+from tests.helpers import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # The example is a forkable folder, not a package: import its modules as its scripts do.
 sys.path.insert(0, str(EXAMPLES / "segmentation"))
 sys.path.insert(0, str(EXAMPLES))
 
-import main  # noqa: E402
-import train  # noqa: E402
+import main
+import train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

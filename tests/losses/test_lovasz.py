@@ -1,8 +1,8 @@
-"""Lovász-Softmax and Lovász hinge against a NumPy port of Berman et al. 2018, Algorithm 1.
+"""Lovász-Softmax and Lovász hinge against a NumPy port of Berman et al. 2018, Algorithm 1
+(tests/references/lovasz.py).
 
 The reference removes ignored and masked pixels by boolean indexing, exactly as the paper's
-released code does (dynamic shapes, float64, no JAX); the library keeps every pixel and must agree
-with it under ``jax.jit``.
+released code does; the library keeps every pixel and must agree with it under ``jax.jit``.
 """
 
 import jax
@@ -13,8 +13,8 @@ from jax.experimental import checkify
 
 import jaxseg_losses as jsl
 from jaxseg_losses.losses import lovasz
-
-IGNORE = 255
+from tests.helpers import IGNORE, assert_close, one_hot, softmax
+from tests.references.lovasz import np_lovasz_grad, ref_hinge_loss, ref_softmax_loss
 
 # One compiled function per shape and option set, shared by every test: eager calls would compile
 # each primitive separately, and lambdas would recompile identical configurations.
@@ -42,95 +42,6 @@ hinge_value_and_grad = jax.jit(
 )
 
 
-# ----------------------------------------------------------------------------------------------
-# Reference, from the paper.
-
-
-def np_lovasz_grad(gt_sorted: np.ndarray) -> np.ndarray:
-    """Algorithm 1: increments of 1 - I/U along the sorted foreground (differencing, float64)."""
-    gt_sorted = gt_sorted.astype(np.float64)
-    gts = gt_sorted.sum()
-    intersection = gts - np.cumsum(gt_sorted)
-    union = gts + np.cumsum(1.0 - gt_sorted)
-    jaccard = 1.0 - intersection / union
-    jaccard[1:] = jaccard[1:] - jaccard[:-1]
-    return jaccard
-
-
-def np_lovasz_softmax_flat(probs, foreground, classes):
-    """``probs`` and 0/1 ``foreground`` ``[P, C]`` of the kept pixels only; one loss."""
-    if probs.shape[0] == 0:
-        return 0.0
-    num_classes = probs.shape[1]
-    class_list = range(num_classes) if classes in ("present", "all") else classes
-    losses = []
-    for c in class_list:
-        fg = foreground[:, c].astype(np.float64)
-        if classes == "present" and fg.sum() == 0:
-            continue
-        errors = np.abs(fg - probs[:, c])
-        order = np.argsort(-errors, kind="stable")
-        losses.append(errors[order] @ np_lovasz_grad(fg[order]))
-    return float(np.mean(losses)) if losses else 0.0
-
-
-def np_lovasz_hinge_flat(logits, foreground):
-    """``logits`` and 0/1 ``foreground`` ``[P, C]`` of the kept pixels; mean over channels."""
-    if logits.shape[0] == 0:
-        return 0.0
-    losses = []
-    for c in range(logits.shape[1]):
-        fg = foreground[:, c].astype(np.float64)
-        errors = 1.0 - logits[:, c] * (2.0 * fg - 1.0)
-        order = np.argsort(-errors, kind="stable")
-        losses.append(np.maximum(errors[order], 0.0) @ np_lovasz_grad(fg[order]))
-    return float(np.mean(losses))
-
-
-def np_rows(x, foreground, keep, aggregate):
-    """Splits ``[B, *spatial, C]`` arrays into the kept pixels of each sample (or the batch)."""
-    batch, num_classes = x.shape[0], x.shape[-1]
-    x = x.reshape(batch, -1, num_classes)
-    foreground = foreground.reshape(batch, -1, num_classes)
-    keep = keep.reshape(batch, -1)
-    if aggregate == "batch":
-        return [(x[keep], foreground[keep])]
-    return [(x[b][keep[b]], foreground[b][keep[b]]) for b in range(batch)]
-
-
-def np_softmax(x):
-    x = x.astype(np.float64)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def np_one_hot(labels, num_classes):
-    return (labels[..., None] == np.arange(num_classes)).astype(np.float64)
-
-
-def ref_softmax_loss(probs, foreground, keep, *, classes, aggregate, reduction="mean"):
-    rows = np_rows(probs, foreground, keep, aggregate)
-    losses = np.array([np_lovasz_softmax_flat(p, f, classes) for p, f in rows])
-    return reduce_rows(losses, [len(p) > 0 for p, _ in rows], reduction)
-
-
-def ref_hinge_loss(logits, foreground, keep, *, aggregate, reduction="mean"):
-    rows = np_rows(logits.astype(np.float64), foreground, keep, aggregate)
-    losses = np.array([np_lovasz_hinge_flat(x, f) for x, f in rows])
-    return reduce_rows(losses, [len(x) > 0 for x, _ in rows], reduction)
-
-
-def reduce_rows(losses, nonempty, reduction):
-    """The library's reduction policy: a row without kept pixels is left out of the mean, as
-    if sliced away (Berman's reference averages its 0 in)."""
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    kept = losses[np.asarray(nonempty, bool)]
-    return kept.mean() if kept.size else 0.0
-
-
 def make_case(spatial=(6, 5), num_classes=4, batch=3, seed=0, absent=(2,)):
     """Logits, labels with ignored pixels and an absent class; the last sample fully ignored."""
     rng = np.random.default_rng(seed)
@@ -144,11 +55,7 @@ def make_case(spatial=(6, 5), num_classes=4, batch=3, seed=0, absent=(2,)):
 
 def split_labels(labels, num_classes):
     keep = labels != IGNORE
-    return np_one_hot(np.where(keep, labels, 0), num_classes), keep
-
-
-def assert_close(actual, expected, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(actual), expected, rtol=rtol, atol=atol)
+    return one_hot(np.where(keep, labels, 0), num_classes), keep
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,7 +71,7 @@ def test_softmax_matches_reference(spatial, classes, aggregate):
     loss = softmax_loss(logits, labels, classes=classes, ignore_index=IGNORE, aggregate=aggregate)
     assert loss.dtype == jnp.float32
     expected = ref_softmax_loss(
-        np_softmax(logits), foreground, keep, classes=classes, aggregate=aggregate
+        softmax(logits), foreground, keep, classes=classes, aggregate=aggregate
     )
     assert_close(loss, expected)
 
@@ -175,7 +82,7 @@ def test_softmax_reductions(reduction):
     foreground, keep = split_labels(labels, 4)
     loss = softmax_loss(logits, labels, ignore_index=IGNORE, reduction=reduction)
     expected = ref_softmax_loss(
-        np_softmax(logits),
+        softmax(logits),
         foreground,
         keep,
         classes="present",
@@ -214,7 +121,7 @@ def test_mask_and_ignore_index_combine():
     foreground, keep = split_labels(labels, 4)
     loss = softmax_loss(logits, labels, ignore_index=IGNORE, mask=mask)
     expected = ref_softmax_loss(
-        np_softmax(logits), foreground, keep & mask, classes="present", aggregate="sample"
+        softmax(logits), foreground, keep & mask, classes="present", aggregate="sample"
     )
     assert_close(loss, expected)
 
@@ -280,7 +187,7 @@ def test_ties_and_zero_error_pixels_tied_with_ignored_ones():
     fg_labels = rng.integers(0, 3, size=(2, 40))
     probs = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(2, 40, 3)).astype(np.float32)
     exact = rng.random((2, 40)) < 0.3
-    probs = np.where(exact[..., None], np_one_hot(fg_labels, 3), probs).astype(np.float32)
+    probs = np.where(exact[..., None], one_hot(fg_labels, 3), probs).astype(np.float32)
     labels = np.where(rng.random((2, 40)) < 0.3, IGNORE, fg_labels).astype(np.int32)
     foreground, keep = split_labels(labels, 3)
     for aggregate in ("sample", "batch"):
@@ -417,7 +324,7 @@ def test_hinge_multilabel_dense_targets_and_nchw():
 
 def test_perfect_prediction_is_zero():
     labels = np.array([[0, 1, 2, 1], [2, 2, 0, IGNORE]], np.int32)
-    probs = np_one_hot(np.where(labels == IGNORE, 0, labels), 3).astype(np.float32)
+    probs = one_hot(np.where(labels == IGNORE, 0, labels), 3).astype(np.float32)
     for aggregate in ("sample", "batch"):
         loss = softmax_loss(
             probs,
@@ -474,7 +381,9 @@ def test_bfloat16_agrees_with_float32():
     # Same values upcast: the computation itself runs in float32.
     upcast = softmax_loss(low.astype(jnp.float32), labels, ignore_index=IGNORE)
     assert_close(from_bf16, float(upcast), rtol=1e-6, atol=1e-7)
-    assert_close(from_bf16, float(softmax_loss(logits, labels, ignore_index=IGNORE)), 2e-2, 2e-3)
+    assert_close(
+        from_bf16, float(softmax_loss(logits, labels, ignore_index=IGNORE)), rtol=2e-2, atol=2e-3
+    )
     binary = np.where(labels == IGNORE, IGNORE, labels % 2)
     hinge_bf16 = hinge_loss(low[..., :1], binary, ignore_index=IGNORE)
     assert hinge_bf16.dtype == jnp.float32
@@ -491,7 +400,7 @@ def test_float64_stays_float64_under_x64():
         )
         assert loss.dtype == jnp.float64
     expected = ref_softmax_loss(
-        np_softmax(logits.astype(np.float64)),
+        softmax(logits.astype(np.float64)),
         foreground,
         keep,
         classes="present",

@@ -23,23 +23,18 @@ unequal ``smooth_nr``/``smooth_dr``; smp's skipping of absent classes (its "wors
 target scores 0; here a prediction on an empty target is a loss of 1 with ``smooth=0``).
 """
 
-import functools
-
 import jax
 import numpy as np
 import optax
 import pytest
-import reference as ref
 
 import jaxseg_losses as jsl
+from tests.helpers import jit_call, random_inputs, softmax
+from tests.references import region as ref
 
 
 def f32(x):
     return np.asarray(x, np.float32)
-
-
-def jit_call(fn, *args, **options):
-    return jax.jit(functools.partial(fn, **options))(*args)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,7 +218,7 @@ def test_monai_per_class_values():
 def test_monai_jaccard_formula_is_iou_with_half_smooth():
     # MONAI DiceLoss(jaccard=True): f = 1 - (2 I + s) / (2 (P + G - I) + s), written out here
     # with a smooth large enough to tell s from s / 2.
-    data = ref.random_inputs(50, batch=2, spatial=(4, 4), num_classes=3)
+    data = random_inputs(50, batch=2, spatial=(4, 4), num_classes=3)
     tp, fp, fn = ref.stats(data["logits"], data["labels"])
     s = 1.0
     monai = 1.0 - (2 * tp + s) / (2 * (tp + fp + fn) + s)
@@ -248,7 +243,7 @@ def test_monai_jaccard_formula_is_iou_with_half_smooth():
 )
 def test_optax_dice_loss(num_classes, options):
     activation = "softmax" if num_classes > 1 else "sigmoid"
-    data = ref.random_inputs(
+    data = random_inputs(
         51, batch=3, spatial=(4, 5), num_classes=num_classes, activation=activation
     )
     logits, labels = data["logits"], data["labels"]
@@ -315,10 +310,10 @@ def smp_dice_loss(probs, labels, *, smooth=0.0, eps=1e-7, log_loss=False):
 
 @pytest.mark.parametrize("log_loss,smooth", [(False, 0.0), (True, 0.0), (False, 1.0)])
 def test_smp_dice_formula_when_every_class_is_present(log_loss, smooth):
-    data = ref.random_inputs(52, batch=2, spatial=(4, 4), num_classes=3, class_axis=1)
+    data = random_inputs(52, batch=2, spatial=(4, 4), num_classes=3, class_axis=1)
     labels = data["labels"]
     assert len(np.unique(labels)) == 3  # every class present: smp's skipping changes nothing
-    probs = ref.softmax(data["logits"].astype(np.float64), axis=1)
+    probs = softmax(data["logits"].astype(np.float64), axis=1)
     expected = smp_dice_loss(probs, labels, smooth=smooth, log_loss=log_loss)
     got = jit_call(
         jsl.dice_loss,

@@ -1,4 +1,10 @@
-"""Cross-entropy and focal loss: NumPy references, peers (optax, PyTorch semantics), properties."""
+"""The cross-entropy family (cross-entropy, binary cross-entropy, Poly-1, top-k): NumPy references
+(tests/references/pixelwise.py) for every option branch, peers (optax, PyTorch, nnU-Net), and
+properties.
+
+The properties the per-pixel losses share run on cross-entropy and focal together (both read the
+per-pixel terms of ``losses/_pixel_terms.py``); the focal loss's own tests are in test_focal.py.
+"""
 
 import functools
 
@@ -10,208 +16,36 @@ import pytest
 from jax.test_util import check_grads
 
 import jaxseg_losses as jsl
-
-# ----------------------------------------------------------------------------------------------
-# NumPy reference, float64, written from the docstring equations (shares no code with the
-# package): per-pixel loss l_i and normaliser v_i, pixel weights m_i, then
-#   none_b = sum_b m l / sum_b m v  (0 when empty),  sum = sum_b none_b,  mean = sum m l / sum m v.
-
-TINY32 = float(np.finfo(np.float32).tiny)
-
-
-def np_log_softmax(x):
-    shifted = x - x.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
-def np_log_sigmoid(x):
-    return -np.logaddexp(0.0, -x)
-
-
-def np_canonical(logits, labels, *, activation, class_axis, ignore_index, mask):
-    """[B, P, C] float64 logits, [B, P, C] targets (one-hot for ints), [B, P] pixel weights."""
-    x = np.moveaxis(np.asarray(logits, np.float64), class_axis, -1)
-    batch, num_classes = x.shape[0], x.shape[-1]
-    x = x.reshape(batch, -1, num_classes)
-    labels = np.asarray(labels)
-    weights = np.ones(x.shape[:2])
-    if mask is not None:
-        weights = np.asarray(mask, np.float64).reshape(batch, -1)
-    if np.issubdtype(labels.dtype, np.floating):
-        g = np.moveaxis(labels.astype(np.float64), class_axis, -1).reshape(x.shape)
-    else:
-        flat = labels.reshape(batch, -1)
-        if ignore_index is not None:
-            weights = weights * (flat != ignore_index)
-            flat = np.where(flat == ignore_index, 0, flat)
-        if num_classes == 1:
-            g = (flat == 1)[..., None].astype(np.float64)
-        else:
-            g = np.eye(num_classes)[flat]
-    return x, g, weights
-
-
-def np_reduce(loss, norm, weights, reduction):
-    num, den = weights * loss, weights * norm
-    n, d = num.sum(1), den.sum(1)
-    per_sample = np.where(d > 0, n / np.where(d > 0, d, 1), 0.0)
-    if reduction == "none":
-        return per_sample
-    if reduction == "sum":
-        return per_sample.sum()
-    return num.sum() / den.sum() if den.sum() > 0 else 0.0
-
-
-def binary_form(activation, num_classes):
-    return activation == "sigmoid" or (activation is None and num_classes == 1)
-
-
-def np_cross_entropy(
-    logits,
-    labels,
-    *,
-    activation="softmax",
-    class_axis=-1,
-    class_weights=None,
-    pos_weight=None,
-    label_smoothing=0.0,
-    ignore_index=None,
-    mask=None,
-    reduction="mean",
-):
-    x, g, weights = np_canonical(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    num_classes = x.shape[-1]
-    w = np.ones(num_classes) if class_weights is None else np.asarray(class_weights, np.float64)
-    eps = label_smoothing
-    if binary_form(activation, num_classes):
-        if activation == "sigmoid":
-            log_p, log_q = np_log_sigmoid(x), np_log_sigmoid(-x)
-        else:
-            log_p, log_q = np.log(x), np.log(1 - x)
-        rho = 1.0 if pos_weight is None else np.asarray(pos_weight, np.float64)
-        gs = g * (1 - eps) + eps / 2
-        per_channel = w * (-(rho * gs * log_p) - (1 - gs) * log_q)
-        return np_reduce(per_channel.mean(-1), np.ones(x.shape[:2]), weights, reduction)
-    log_p = np_log_softmax(x) if activation == "softmax" else np.log(x)
-    gs = (1 - eps) * g + eps / num_classes
-    loss = -(w * gs * log_p).sum(-1)
-    norm = (w * g).sum(-1) if class_weights is not None else np.ones(x.shape[:2])
-    return np_reduce(loss, norm, weights, reduction)
-
-
-def np_focal(
-    logits,
-    labels,
-    *,
-    gamma=2.0,
-    alpha=None,
-    activation="softmax",
-    class_axis=-1,
-    ignore_index=None,
-    mask=None,
-    reduction="mean",
-):
-    x, g, weights = np_canonical(
-        logits,
-        labels,
-        activation=activation,
-        class_axis=class_axis,
-        ignore_index=ignore_index,
-        mask=mask,
-    )
-    num_classes = x.shape[-1]
-    if binary_form(activation, num_classes):
-        p = 1 / (1 + np.exp(-x)) if activation == "sigmoid" else x
-        p_t = p * g + (1 - p) * (1 - g)
-        ce = -(g * np.log(p) + (1 - g) * np.log(1 - p))
-        a = 1.0 if alpha is None else np.asarray(alpha, np.float64)
-        a_t = 1.0 if alpha is None else a * g + (1 - a) * (1 - g)
-        loss = (a_t * (1 - p_t) ** gamma * ce).mean(-1)
-        return np_reduce(loss, np.ones(x.shape[:2]), weights, reduction)
-    p = np.exp(np_log_softmax(x)) if activation == "softmax" else x
-    if alpha is None:
-        a = np.ones(num_classes)
-    elif np.ndim(alpha) == 0:
-        a = np.array([1 - alpha] + [alpha] * (num_classes - 1))
-    else:
-        a = np.asarray(alpha, np.float64)
-    loss = -(a * g * (1 - p) ** gamma * np.log(p)).sum(-1)
-    return np_reduce(loss, np.ones(x.shape[:2]), weights, reduction)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data.
-
-B, H, W, C = 2, 5, 4, 3
-
-
-def rng(seed):
-    return np.random.default_rng(seed)
-
-
-def np_softmax(x):
-    return np.exp(np_log_softmax(x))
-
-
-def np_sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def one_hot(labels, num_classes):
-    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
-
-
-def make_data(seed=0, *, num_classes=C, scale=2.0, ignore=False, shape=(B, H, W)):
-    """float32 logits, int32 labels (30% set to 255 with ``ignore``), soft targets: NumPy."""
-    r = rng(seed)
-    logits = (scale * r.standard_normal((*shape, num_classes))).astype(np.float32)
-    labels = r.integers(0, max(num_classes, 2), shape).astype(np.int32)
-    if ignore:
-        labels = np.where(r.uniform(size=shape) < 0.3, 255, labels).astype(np.int32)
-    soft = np_softmax(r.standard_normal((*shape, num_classes))).astype(np.float32)
-    return logits, labels, soft
-
-
-def probabilities_of(logits):
-    return np_softmax(logits).astype(np.float32)
-
-
-def multilabel(seed=0, num_classes=C):
-    r = rng(seed)
-    logits = (2.0 * r.standard_normal((B, H, W, num_classes))).astype(np.float32)
-    targets = (r.uniform(size=(B, H, W, num_classes)) < 0.4).astype(np.float32)
-    return logits, targets
-
-
-def assert_close(actual, expected, *, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol, atol=atol)
-
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_all_reductions(loss_fn, reference, logits, labels, **options):
-    """One jit computes every reduction; each must match the NumPy reference."""
-    fn = jax.jit(lambda x, y: {r: loss_fn(x, y, reduction=r, **options) for r in REDUCTIONS})
-    actual = fn(logits, labels)
-    for reduction in REDUCTIONS:
-        value = actual[reduction]
-        assert value.dtype == jnp.float32
-        assert value.shape == (() if reduction != "none" else (logits.shape[0],))
-        assert_close(value, reference(logits, labels, reduction=reduction, **options))
-
+from tests.helpers import (
+    all_finite,
+    assert_close,
+    log_softmax,
+    random_batch,
+    sigmoid,
+)
+from tests.losses.pixel_cases import (
+    REDUCTIONS,
+    WEIGHTS,
+    B,
+    C,
+    H,
+    W,
+    check_all_reductions,
+    make_data,
+    multilabel,
+    resolve_case,
+    rng,
+)
+from tests.references.pixelwise import (
+    TINY32,
+    np_cross_entropy,
+    np_focal,
+    pixel_cross_entropy,
+    top_k_mean,
+)
 
 # ----------------------------------------------------------------------------------------------
 # Cross-entropy against the reference, every option branch, under jit.
-
-WEIGHTS = np.array([0.5, 2.0, 1.5], np.float32)
 
 CE_CASES = {
     "int": {},
@@ -243,27 +77,6 @@ CE_CASES = {
     "nchw_weights": {"class_axis": 1, "class_weights": WEIGHTS},
     "nchw_soft": {"class_axis": 1, "labels": "soft"},
 }
-
-
-def resolve_case(case, seed=0):
-    case = dict(case)
-    logits, labels, soft = make_data(seed, ignore=case.get("ignore_index") is not None)
-    kind = case.pop("labels", "int")
-    if kind == "onehot":
-        labels = one_hot(labels, C)
-    elif kind == "soft":
-        labels = soft
-    if case.get("activation", "softmax") is None:
-        logits = probabilities_of(logits)
-    mask = case.pop("mask", None)
-    if mask is not None:
-        u = rng(seed + 7).uniform(size=labels.shape[:3]).astype(np.float32)
-        case["mask"] = u > 0.3 if mask == "bool" else np.where(u > 0.3, u, np.float32(0.0))
-    if case.get("class_axis") == 1:
-        logits = np.moveaxis(logits, -1, 1)
-        if kind != "int":
-            labels = np.moveaxis(labels, -1, 1)
-    return logits, labels, case
 
 
 @pytest.mark.parametrize("case", list(CE_CASES), ids=list(CE_CASES))
@@ -299,62 +112,12 @@ def test_binary_cross_entropy_matches_reference(case):
     else:
         logits, labels = multilabel(3)
     if activation is None:
-        logits = np_sigmoid(logits).astype(np.float32)
+        logits = sigmoid(logits).astype(np.float32)
     if options.pop("mask", False):
         options["mask"] = rng(9).uniform(size=(B, H, W)).astype(np.float32)
     check_all_reductions(
         jsl.cross_entropy_loss, np_cross_entropy, logits, labels, activation=activation, **options
     )
-
-
-FOCAL_CASES = {
-    "int": {},
-    "int_alpha_scalar": {"alpha": 0.25},
-    "int_alpha_vector_ignore": {
-        "alpha": np.array([0.2, 0.5, 0.3], np.float32),
-        "ignore_index": 255,
-    },
-    "int_gamma_half_mask": {"gamma": 0.5, "mask": "float"},
-    "onehot_alpha": {"labels": "onehot", "alpha": 0.75},
-    "soft_gamma3": {"labels": "soft", "gamma": 3.0},
-    "probs_int_alpha": {"activation": None, "alpha": np.array([1.0, 0.25, 0.5], np.float32)},
-    "probs_soft": {"activation": None, "labels": "soft", "gamma": 1.0},
-    "nchw": {"class_axis": 1, "gamma": 1.5},
-}
-
-
-@pytest.mark.parametrize("case", list(FOCAL_CASES), ids=list(FOCAL_CASES))
-def test_focal_matches_reference(case):
-    logits, labels, options = resolve_case(FOCAL_CASES[case], seed=1)
-    check_all_reductions(jsl.focal_loss, np_focal, logits, labels, **options)
-
-
-SIGMOID_FOCAL_CASES = {
-    "binary_int": {"num_classes": 1},
-    "binary_int_alpha_ignore": {"num_classes": 1, "alpha": 0.25, "ignore_index": 255},
-    "multilabel_alpha_vector": {"alpha": np.array([0.25, 0.5, 0.9], np.float32), "gamma": 0.5},
-    "multilabel_soft_targets": {"soft": True, "alpha": 0.25},
-    "binary_probs": {"num_classes": 1, "activation": None, "gamma": 1.0},
-}
-
-
-@pytest.mark.parametrize("case", list(SIGMOID_FOCAL_CASES), ids=list(SIGMOID_FOCAL_CASES))
-def test_sigmoid_focal_matches_reference(case):
-    options = dict(SIGMOID_FOCAL_CASES[case])
-    num_classes = options.pop("num_classes", C)
-    activation = options.pop("activation", "sigmoid")
-    if num_classes == 1:
-        logits, labels, _ = make_data(
-            4, num_classes=1, ignore=options.get("ignore_index") is not None
-        )
-        labels = labels if options.get("ignore_index") is not None else labels % 2
-    else:
-        logits, labels = multilabel(4)
-        if options.pop("soft", False):
-            labels = rng(5).uniform(size=labels.shape).astype(np.float32)
-    if activation is None:
-        logits = np_sigmoid(logits).astype(np.float32)
-    check_all_reductions(jsl.focal_loss, np_focal, logits, labels, activation=activation, **options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,28 +149,6 @@ def test_maps_equal_optax_per_pixel():
 
     for name, (actual, expected) in pairs(logits, labels, soft, mlogits, targets).items():
         assert actual.shape == (B, H, W), name
-        assert_close(actual, np.asarray(expected))
-
-
-def test_focal_map_equals_optax_sigmoid_focal_loss():
-    logits, targets = multilabel(13)
-    soft = rng(14).uniform(size=targets.shape).astype(np.float32)
-
-    @jax.jit
-    def pairs(x, t, g):
-        out = []
-        for alpha in (None, 0.25):
-            for gamma in (0.0, 0.5, 2.0):
-                for y in (t, g):
-                    out.append(
-                        (
-                            jsl.focal_map(x, y, activation="sigmoid", alpha=alpha, gamma=gamma),
-                            optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma).mean(-1),
-                        )
-                    )
-        return out
-
-    for actual, expected in pairs(logits, targets, soft):
         assert_close(actual, np.asarray(expected))
 
 
@@ -456,33 +197,6 @@ def test_pytorch_bce_with_logits_pos_weight():
 
 # ----------------------------------------------------------------------------------------------
 # Properties.
-
-
-@pytest.mark.parametrize(
-    "form", ["int", "onehot", "soft", "sigmoid", "binary", "probs", "probs_binary"]
-)
-def test_focal_gamma_zero_is_cross_entropy_exactly(form):
-    logits, labels, soft = make_data(20, ignore=form == "int")
-    options = {"ignore_index": 255} if form == "int" else {}
-    if form == "onehot":
-        labels = one_hot(labels, C)
-    elif form == "soft":
-        labels = soft
-    elif form == "sigmoid":
-        logits, labels = multilabel(20)
-        options = {"activation": "sigmoid"}
-    elif form == "binary":
-        logits, labels = logits[..., :1], labels % 2
-        options = {"activation": "sigmoid"}
-    elif form == "probs":
-        logits, options = probabilities_of(logits), {"activation": None}
-    elif form == "probs_binary":
-        logits, labels = np_sigmoid(logits[..., :1]).astype(np.float32), labels % 2
-        options = {"activation": None}
-    for reduction in ("mean", "none"):
-        focal = functools.partial(jsl.focal_loss, gamma=0.0, reduction=reduction, **options)
-        ce = functools.partial(jsl.cross_entropy_loss, reduction=reduction, **options)
-        np.testing.assert_array_equal(jax.jit(focal)(logits, labels), jax.jit(ce)(logits, labels))
 
 
 LOSSES = [jsl.cross_entropy_loss, jsl.focal_loss]
@@ -632,20 +346,6 @@ def test_finite_values_gradients_hessians_at_extremes(form, magnitude):
     assert np.all(np.isfinite(values)) and np.all(np.asarray(values) > 0)
     assert np.all(np.isfinite(grads))
     assert np.all(np.isfinite(hessians))
-
-
-def test_focal_saturated_correct_prediction_has_finite_gradient_for_small_gamma():
-    # (1 - p)^γ with γ < 1 has an infinite slope at p = 1; the log-space factor does not.
-    logits = jnp.array([[[30.0, -30.0], [-30.0, 30.0]]])
-    labels = jnp.array([[0, 1]])
-    grads = jax.jit(
-        lambda x: [
-            jax.grad(lambda z, g=g: jsl.focal_loss(z, labels, gamma=g))(x) for g in (0.1, 0.5, 0.9)
-        ]
-    )(logits)
-    for grad in grads:
-        assert np.all(np.isfinite(grad))
-        assert np.all(np.abs(grad) < 1e-6)
 
 
 @pytest.mark.parametrize("loss_fn", LOSSES)
@@ -810,6 +510,162 @@ def test_traced_options():
         logits, labels, label_smoothing=0.1
     )
     assert_close(fn(logits, labels, 2.0, 0.1), expected)
+
+
+# The Poly-1 and top-k tests and the focal class-weight tests below use their own shape.
+SHAPE = (2, 4, 5)
+P = functools.partial
+
+
+# ----------------------------------------------------------------------------------------------
+# Poly-1.
+
+
+@jax.jit
+def _poly_values(x, y, onehot, m):
+    grad = jax.grad(lambda x: jsl.poly_cross_entropy_loss(x, y, epsilon=2.0, mask=m))(x)
+    return {
+        "none": jsl.poly_cross_entropy_loss(x, y, epsilon=2.0, reduction="none"),
+        "optax": optax.losses.poly_loss_cross_entropy(x, onehot, epsilon=2.0),
+        "dense": jsl.poly_cross_entropy_loss(x, onehot, epsilon=2.0, reduction="none"),
+        "masked": jsl.poly_cross_entropy_loss(x, y, epsilon=2.0, mask=m),
+        "smoothed": jsl.poly_cross_entropy_loss(
+            x, y, epsilon=-1.0, label_smoothing=0.1, class_weights=jnp.array([0.5, 1.0, 2.0])
+        ),
+        "ce": jsl.poly_cross_entropy_loss(x, y, epsilon=0.0, ignore_index=2),
+        "ce_ref": jsl.cross_entropy_loss(x, y, ignore_index=2),
+        "sigmoid": jsl.poly_cross_entropy_loss(
+            x[..., :1], y % 2, activation="sigmoid", epsilon=1.5, label_smoothing=0.2
+        ),
+        "grad": grad,
+    }
+
+
+def test_poly_matches_optax_and_the_formula():
+    x, y, m = random_batch(0, SHAPE, C, masked=0.3)
+    onehot = np.eye(C, dtype=np.float32)[y]
+    out = _poly_values(x, y, onehot, m)
+    optax_per_sample = np.asarray(out["optax"]).reshape(B, -1).mean(1)
+    assert_close(out["none"], optax_per_sample)
+    assert_close(out["dense"], optax_per_sample)
+    p = np.exp(log_softmax(x))
+    ce, _ = pixel_cross_entropy(x, y)
+    per_pixel = ce + 2.0 * (1 - np.take_along_axis(p, y[..., None], -1)[..., 0])
+    assert_close(out["masked"], (m * per_pixel).sum() / m.sum())
+    # Smoothed, weighted: sum_c w_c g~_c (-log p_c + eps (1 - p_c)) / sum w_y.
+    w = np.array([0.5, 1.0, 2.0])
+    target = 0.9 * np.eye(C)[y] + 0.1 / C
+    loss = (w * target * (-log_softmax(x) - 1.0 * (1 - p))).sum(-1)
+    assert_close(out["smoothed"], loss.sum() / w[y].sum())
+    assert_close(out["ce"], out["ce_ref"])
+    # Sigmoid: BCE(g~) + eps (1 - p_t), g~ = 0.8 g + 0.1.
+    z = x[..., 0].astype(np.float64)
+    g = 0.8 * (y % 2) + 0.1
+    q = 1 / (1 + np.exp(-z))
+    bce = -(g * np.log(q) + (1 - g) * np.log(1 - q))
+    assert_close(out["sigmoid"], (bce + 1.5 * (1 - (g * q + (1 - g) * (1 - q)))).mean())
+    assert all_finite(out["grad"])
+    assert not np.any(np.asarray(out["grad"])[m == 0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Top-k.
+
+
+@jax.jit
+def _topk_values(x, y, m):
+    w = jnp.array([0.5, 1.0, 2.0])
+    batch = P(jsl.topk_cross_entropy_loss, k=25.0, aggregate="batch")
+    return {
+        "none": jsl.topk_cross_entropy_loss(x, y, k=10.0, mask=m, reduction="none"),
+        "mean": jsl.topk_cross_entropy_loss(x, y, k=10.0, mask=m),
+        "ignore": jsl.topk_cross_entropy_loss(x, y, k=30.0, ignore_index=1, reduction="none"),
+        "weighted": jsl.topk_cross_entropy_loss(
+            x, y, k=50.0, class_weights=w, label_smoothing=0.1, reduction="none"
+        ),
+        "batch": batch(x, y),
+        "all": jsl.topk_cross_entropy_loss(x, y, k=100.0, reduction="none"),
+        "ce": jsl.cross_entropy_loss(x, y, reduction="none"),
+        "empty": jsl.topk_cross_entropy_loss(x, y, mask=jnp.zeros_like(m)),
+        "grad": jax.grad(lambda x: jsl.topk_cross_entropy_loss(x, y, k=10.0, mask=m))(x),
+        "empty_grad": jax.grad(lambda x: batch(x, y, mask=jnp.zeros_like(m)))(x),
+        "per_sample": jax.vmap(P(jsl.per_sample.topk_cross_entropy_loss, k=10.0))(x, y, mask=m),
+    }
+
+
+def test_topk_matches_the_reference_with_mask_ignore_and_weights():
+    x, y, m = random_batch(1, SHAPE, C, masked=0.3)
+    out = _topk_values(x, y, m)
+    ce, _ = pixel_cross_entropy(x, y)
+    flat, valid = ce.reshape(B, -1), (m > 0).reshape(B, -1)
+    per_sample = top_k_mean(flat, valid, 10.0)
+    assert_close(out["none"], per_sample)
+    assert_close(out["per_sample"], per_sample)
+    assert_close(out["mean"], per_sample.mean())
+    assert_close(out["ignore"], top_k_mean(flat, (y != 1).reshape(B, -1), 30.0))
+    wce, _ = pixel_cross_entropy(x, y, [0.5, 1.0, 2.0], 0.1)
+    assert_close(out["weighted"], top_k_mean(wce.reshape(B, -1), np.ones_like(valid), 50.0))
+    # nnU-Net's TopKLoss(k=25): torch.topk of int(N k / 100) of all the batch's voxels, mean.
+    everything = np.sort(ce.ravel())[::-1]
+    assert_close(out["batch"], everything[: int(everything.size * 25 / 100)].mean())
+    assert_close(out["all"], out["ce"])
+    assert float(out["empty"]) == 0.0 and not np.any(np.asarray(out["empty_grad"]))
+    grad = np.asarray(out["grad"])
+    assert all_finite(grad) and not np.any(grad[m == 0])
+    # Only the selected pixels (1 or 2 per sample) receive gradient.
+    assert 2 <= np.count_nonzero(np.abs(grad).sum(-1)) <= 4
+
+
+def test_topk_over_the_batch_is_refused_where_it_cannot_be_split():
+    x, y, _ = random_batch(2, SHAPE, C, masked=0.3)
+    batch = P(jsl.topk_cross_entropy_loss, aggregate="batch")
+    with pytest.raises(ValueError, match="cannot be pooled over the mapped axis"):
+        jsl.topk_cross_entropy_loss(x, y, aggregate="batch", axis_name="data")
+    with pytest.raises(ValueError, match="aggregate='sample' to accumulate"):
+        jsl.accumulate.value_and_grad(
+            lambda p, v: v + p, jnp.zeros(()), x, y, loss=batch, num_microbatches=2
+        )
+    with pytest.raises(TypeError, match=r"`k` must be a Python number.*got str"):
+        jsl.topk_cross_entropy_loss(x, y, k="10")
+    with pytest.raises(ValueError, match=r"`k` must be a percentage in \(0, 100\]; got 0"):
+        jsl.topk_cross_entropy_loss(x, y, k=0)
+    with pytest.raises(ValueError, match=r"`epsilon` must be finite and lie in \[-1"):
+        jsl.poly_cross_entropy_loss(x, y, epsilon=-2.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# axis_name: Poly-1, top-k and class-weighted focal, psummed over a mapped axis, equal the whole
+# batch.
+
+
+@jax.jit
+def _mapped_and_whole(x, y, m):
+    losses = {
+        "poly": P(jsl.poly_cross_entropy_loss, label_smoothing=0.1),
+        "topk": P(jsl.topk_cross_entropy_loss, k=30.0),
+        "focal": P(jsl.focal_loss, class_weights=jnp.array([0.5, 1.0, 2.0])),
+    }
+
+    def call(x, y, m, axis_name):
+        return {
+            k: fn(x, y, mask=m, ignore_index=2, axis_name=axis_name) for k, fn in losses.items()
+        }
+
+    def split(a):
+        return a.reshape(2, 1, *a.shape[1:])
+
+    mapped = jax.vmap(P(call, axis_name="devices"), axis_name="devices")(
+        split(x), split(y), split(m)
+    )
+    return mapped, call(x, y, m, None)
+
+
+def test_poly_topk_and_weighted_focal_add_over_a_mapped_axis():
+    x, y, m = random_batch(7, SHAPE, C, masked=0.3)
+    mapped, whole = _mapped_and_whole(x, y, m)
+    for name, value in whole.items():
+        assert_close(mapped[name][0], value, err_msg=name)
+        assert_close(mapped[name][1], value, err_msg=name)
 
 
 # ----------------------------------------------------------------------------------------------

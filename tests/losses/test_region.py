@@ -6,9 +6,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
 
 import jaxseg_losses as jsl
+from tests.helpers import (
+    all_finite,
+    assert_close,
+    jit_call,
+    log_softmax,
+    random_batch,
+    random_inputs,
+    softmax,
+)
+from tests.references import region as ref
 
 LOSSES = {
     "iou": jsl.iou_loss,
@@ -17,11 +26,6 @@ LOSSES = {
     "generalized_dice": jsl.generalized_dice_loss,
 }
 RTOL, ATOL = 2e-5, 2e-6
-
-
-def jit_call(fn, *args, **options):
-    """``fn(*args, **options)`` under ``jax.jit``, options bound statically."""
-    return jax.jit(functools.partial(fn, **options))(*args)
 
 
 def all_losses(logits, labels, *, mask=None, per_loss=None, **options):
@@ -124,7 +128,7 @@ def test_losses_match_reference(index):
     data_options, loss_options = REFERENCE_CASES[index]
     data_options = dict(data_options)
     absent = data_options.pop("absent", False)
-    data = ref.random_inputs(100 + index, batch=3, **data_options)
+    data = random_inputs(100 + index, batch=3, **data_options)
     if absent:
         data["labels"] = data["labels"] % 2
     options = dict(loss_options)
@@ -173,9 +177,7 @@ def test_article_formula_literally(num_classes):
     # Rahman & Wang 2016: I = sum(X * Y), U = sum(X) + sum(Y) - I, loss = 1 - (I + 1) / (U + 1),
     # or -ln((I + 1) / (U + 1)); per sample and class, then averaged.
     activation = "sigmoid" if num_classes == 1 else "softmax"
-    data = ref.random_inputs(
-        7, batch=2, spatial=(4, 4), num_classes=num_classes, activation=activation
-    )
+    data = random_inputs(7, batch=2, spatial=(4, 4), num_classes=num_classes, activation=activation)
     x = data["logits"].astype(np.float64)
     if num_classes == 1:
         X = 1.0 / (1.0 + np.exp(-x))
@@ -204,7 +206,7 @@ def test_article_formula_literally(num_classes):
     [("int", "softmax", 3), ("soft", "softmax", 3), ("onehot", "sigmoid", 1), ("soft", None, 2)],
 )
 def test_tversky_special_cases(target, activation, num_classes):
-    data = ref.random_inputs(
+    data = random_inputs(
         11, spatial=(3, 5), num_classes=num_classes, target=target, activation=activation
     )
     common = dict(activation=activation)
@@ -237,7 +239,7 @@ def test_tversky_special_cases(target, activation, num_classes):
 
 
 def test_focal_tversky_exponent_is_per_class():
-    data = ref.random_inputs(12, spatial=(6,), num_classes=3)
+    data = random_inputs(12, spatial=(6,), num_classes=3)
 
     @jax.jit
     def run(x, y):
@@ -260,7 +262,7 @@ def test_focal_tversky_exponent_is_per_class():
     [("int", "softmax", 3), ("int", "sigmoid", 1), ("onehot", "sigmoid", 3), ("soft", None, 3)],
 )
 def test_perfect_prediction_is_near_zero(target, activation, num_classes):
-    data = ref.random_inputs(
+    data = random_inputs(
         13, spatial=(4, 3), num_classes=num_classes, target=target, activation=activation
     )
     labels = data["labels"]
@@ -284,7 +286,7 @@ def _nchw(x):
 
 @pytest.mark.parametrize("target", ["int", "soft"])
 def test_class_axis_one_equals_moved_axis(target):
-    data = ref.random_inputs(14, spatial=(3, 4), num_classes=3, target=target, mask="float")
+    data = random_inputs(14, spatial=(3, 4), num_classes=3, target=target, mask="float")
     labels = data["labels"] if target == "int" else _nchw(data["labels"])
     last = all_losses(data["logits"], data["labels"], mask=data["mask"])
     first = all_losses(_nchw(data["logits"]), labels, mask=data["mask"], class_axis=1)
@@ -294,7 +296,7 @@ def test_class_axis_one_equals_moved_axis(target):
 
 @pytest.mark.parametrize("spatial,aggregate", [((9,), "sample"), ((5, 4), "batch")])
 def test_mask_equals_slicing(spatial, aggregate):
-    data = ref.random_inputs(15, batch=3, spatial=spatial, num_classes=3)
+    data = random_inputs(15, batch=3, spatial=spatial, num_classes=3)
     logits, labels = data["logits"], data["labels"]
     mask = np.zeros(labels.shape, bool)
     mask[:, :4] = True
@@ -306,7 +308,7 @@ def test_mask_equals_slicing(spatial, aggregate):
 
 
 def test_masking_a_whole_sample_drops_it_from_batch_statistics():
-    data = ref.random_inputs(16, batch=3, spatial=(5,), num_classes=3)
+    data = random_inputs(16, batch=3, spatial=(5,), num_classes=3)
     mask = np.ones(data["labels"].shape, np.float32)
     mask[1] = 0.0
     masked = all_losses(data["logits"], data["labels"], mask=mask, aggregate="batch")
@@ -318,7 +320,7 @@ def test_masking_a_whole_sample_drops_it_from_batch_statistics():
 
 def test_float_mask_weights_scale_pixels():
     # A weight of 2 on a pixel counts it twice: the same as duplicating it.
-    data = ref.random_inputs(17, batch=2, spatial=(4,), num_classes=3)
+    data = random_inputs(17, batch=2, spatial=(4,), num_classes=3)
     logits, labels = data["logits"], data["labels"]
     weights = np.array([[2.0, 1.0, 1.0, 1.0]] * 2, np.float32)
     weighted = all_losses(logits, labels, mask=weights)
@@ -332,7 +334,7 @@ def test_float_mask_weights_scale_pixels():
 
 @pytest.mark.parametrize("num_classes,activation", [(3, "softmax"), (1, "sigmoid")])
 def test_ignore_index_equals_mask(num_classes, activation):
-    data = ref.random_inputs(
+    data = random_inputs(
         18, spatial=(4, 4), num_classes=num_classes, activation=activation, ignore_index=255
     )
     labels = data["labels"]
@@ -358,7 +360,7 @@ FULLY_MASKED_OPTIONS = [dict(), dict(smooth=0.0, log=True, aggregate="batch")]
     ],
 )
 def test_fully_masked_gives_zero_loss_and_zero_gradient(how, activation, num_classes, options):
-    data = ref.random_inputs(19, spatial=(3, 3), num_classes=num_classes, activation=activation)
+    data = random_inputs(19, spatial=(3, 3), num_classes=num_classes, activation=activation)
     labels = data["labels"]
     if how == "mask":
         extra = dict(mask=np.zeros(labels.shape, bool))
@@ -421,21 +423,26 @@ LOSS_GRAD_OPTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
-def test_check_grads(name):
-    data = ref.random_inputs(21, batch=2, spatial=(4,), num_classes=3, mask="float", scale=1.0)
+def test_check_grads():
+    """Every loss with its own options, against finite differences, in one program."""
+    data = random_inputs(21, batch=2, spatial=(4,), num_classes=3, mask="float", scale=1.0)
     with jax.enable_x64(True):
         logits = data["logits"].astype(np.float64)
-        loss = jax.jit(
-            lambda x: LOSSES[name](
-                x, data["labels"], mask=data["mask"], smooth=0.5, **LOSS_GRAD_OPTIONS[name]
+
+        @jax.jit
+        def losses(x):
+            return jnp.stack(
+                [
+                    fn(x, data["labels"], mask=data["mask"], smooth=0.5, **LOSS_GRAD_OPTIONS[name])
+                    for name, fn in LOSSES.items()
+                ]
             )
-        )
-        jax.test_util.check_grads(loss, (logits,), order=1, modes=("fwd", "rev"), eps=1e-4)
+
+        jax.test_util.check_grads(losses, (logits,), order=1, modes=("fwd", "rev"), eps=1e-4)
 
 
 def test_check_grads_soft_targets_float32():
-    data = ref.random_inputs(22, batch=2, spatial=(3,), num_classes=3, target="soft", scale=1.0)
+    data = random_inputs(22, batch=2, spatial=(3,), num_classes=3, target="soft", scale=1.0)
     loss = jax.jit(lambda x: jsl.dice_loss(x, data["labels"]))
     jax.test_util.check_grads(
         loss, (data["logits"],), order=1, modes=("fwd", "rev"), eps=1e-2, atol=2e-2, rtol=2e-2
@@ -443,7 +450,7 @@ def test_check_grads_soft_targets_float32():
 
 
 def test_bf16_inputs_agree_with_float32():
-    data = ref.random_inputs(23, batch=2, spatial=(8, 8), num_classes=3, mask="float")
+    data = random_inputs(23, batch=2, spatial=(8, 8), num_classes=3, mask="float")
     logits16 = data["logits"].astype(jnp.bfloat16)
     mask16 = data["mask"].astype(jnp.bfloat16)
     low = all_losses(logits16, data["labels"], mask=mask16)
@@ -459,7 +466,7 @@ def test_bf16_inputs_agree_with_float32():
 
 
 def test_bf16_dense_targets_and_f16_logits():
-    data = ref.random_inputs(24, batch=2, spatial=(6,), num_classes=3, target="soft")
+    data = random_inputs(24, batch=2, spatial=(6,), num_classes=3, target="soft")
     low = all_losses(data["logits"].astype(np.float16), data["labels"].astype(jnp.bfloat16))
     full = all_losses(data["logits"], data["labels"])
     for name in LOSSES:
@@ -468,7 +475,7 @@ def test_bf16_dense_targets_and_f16_logits():
 
 
 def test_float64_stays_float64_under_x64():
-    data = ref.random_inputs(25, spatial=(5,), num_classes=3)
+    data = random_inputs(25, spatial=(5,), num_classes=3)
     with jax.enable_x64(True):
         got = all_losses(data["logits"].astype(np.float64), data["labels"])
         for name, value in got.items():
@@ -485,9 +492,9 @@ def test_one_compilation_per_shape():
         traces.append(x.shape)  # runs only while tracing
         return [fn(x, y, smooth=0.5) for fn in LOSSES.values()]
 
-    a = ref.random_inputs(26, spatial=(4, 4), num_classes=3)
-    b = ref.random_inputs(27, spatial=(4, 4), num_classes=3)
-    c = ref.random_inputs(28, spatial=(5, 4), num_classes=3)
+    a = random_inputs(26, spatial=(4, 4), num_classes=3)
+    b = random_inputs(27, spatial=(4, 4), num_classes=3)
+    c = random_inputs(28, spatial=(5, 4), num_classes=3)
     step(a["logits"], a["labels"])
     step(b["logits"], b["labels"])
     assert len(traces) == 1
@@ -502,7 +509,7 @@ def test_one_compilation_per_shape():
 
 
 def test_aggregate_batch_equals_loss_of_summed_stats():
-    data = ref.random_inputs(29, batch=3, spatial=(3, 3), num_classes=3, mask="bool")
+    data = random_inputs(29, batch=3, spatial=(3, 3), num_classes=3, mask="bool")
 
     @jax.jit
     def run(x, y, m):
@@ -530,7 +537,7 @@ def test_aggregate_batch_equals_loss_of_summed_stats():
     "aggregate,reduction", [("batch", "mean"), ("sample", "mean"), ("sample", "sum")]
 )
 def test_axis_name_gives_the_global_loss_on_every_device(aggregate, reduction):
-    data = ref.random_inputs(30, batch=4, spatial=(3, 2), num_classes=3, mask="float")
+    data = random_inputs(30, batch=4, spatial=(3, 2), num_classes=3, mask="float")
     shards = [np.reshape(data[k], (2, 2, *data[k].shape[1:])) for k in ("logits", "labels", "mask")]
     options = dict(aggregate=aggregate, reduction=reduction, smooth=0.5)
 
@@ -546,13 +553,13 @@ def test_axis_name_gives_the_global_loss_on_every_device(aggregate, reduction):
 
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_reduction_none_with_batch_aggregate_raises(name):
-    data = ref.random_inputs(32, spatial=(4,), num_classes=3)
+    data = random_inputs(32, spatial=(4,), num_classes=3)
     with pytest.raises(ValueError, match=r"reduction='none'.*aggregate='batch'"):
         jit_call(LOSSES[name], data["logits"], data["labels"], aggregate="batch", reduction="none")
 
 
 def test_losses_lie_in_unit_interval():
-    data = ref.random_inputs(33, batch=4, spatial=(5, 5), num_classes=4, target="soft", scale=4.0)
+    data = random_inputs(33, batch=4, spatial=(5, 5), num_classes=4, target="soft", scale=4.0)
     got = all_losses(data["logits"], data["labels"], reduction="none", smooth=0.0)
     for name, value in got.items():
         assert np.all((np.asarray(value) >= 0) & (np.asarray(value) <= 1)), name
@@ -593,7 +600,85 @@ def test_generalized_dice_absent_class_gets_largest_present_weight():
         np.testing.assert_allclose(value, want, rtol=1e-5, err_msg=weight_type)
     # The rule by hand for sample 1, "square": only class 0 is present (T = 3, w = 1/9); the two
     # absent classes get w = 1/9 too, so the weights cancel and GDL is plain pooled Dice.
-    p = ref.softmax(logits[1].astype(np.float64))
+    p = softmax(logits[1].astype(np.float64))
     tp = p[:, 0].sum()
     dice = 2 * tp / (p.sum() + 3.0)
     np.testing.assert_allclose(values["square"][1], 1 - dice, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Absent classes and a subset of classes.
+
+SHAPE, C = (2, 4, 5), 3
+
+
+@jax.jit
+def _region_values(x, y, m):
+    out = {}
+    for absent in ("keep", "zero", "exclude"):
+        out[absent] = jsl.dice_loss(x, y, absent_classes=absent, mask=m, reduction="none")
+        out[absent + "_sub"] = jsl.iou_loss(
+            x, y, absent_classes=absent, classes=[1, 2], smooth=0.5, reduction="none"
+        )
+    out["exclude_mean"] = jsl.dice_loss(x, y, absent_classes="exclude", classes=(2,))
+    out["batch_zero"] = jsl.dice_loss(x, y, absent_classes="zero", aggregate="batch")
+    out["gdl_sub"] = jsl.generalized_dice_loss(x, y, classes=[0, 2], reduction="none")
+    out["grad"] = jax.grad(lambda x: jsl.dice_loss(x, y, absent_classes="exclude", mask=m))(x)
+    return out
+
+
+def np_region(x, y, m, *, smooth, iou=False, axis=(1, 2)):
+    p = np.exp(log_softmax(x)) * m[..., None]
+    g = np.eye(C)[y] * m[..., None]
+    tp, ps, ts = (p * g).sum(axis), p.sum(axis), g.sum(axis)
+    if iou:
+        return 1 - (tp + smooth) / (ps + ts - tp + smooth), ts
+    return 1 - (2 * tp + smooth) / (ps + ts + smooth), ts
+
+
+def test_region_absent_classes_and_class_subsets():
+    x, _, m = random_batch(4, SHAPE, C, masked=0.3)
+    y = np.zeros(SHAPE, np.int32)
+    y[0, :2] = 1  # sample 0: classes 0 and 1; sample 1: class 0 only; class 2 absent everywhere
+    out = _region_values(x, y, m)
+    dice, ts = np_region(x, y, m, smooth=1.0)
+    present = ts > 0
+    assert_close(out["keep"], dice.mean(1))
+    assert_close(out["zero"], (dice * present).mean(1))  # smp
+    assert_close(out["exclude"], (dice * present).sum(1) / present.sum(1))
+    iou, ts = np_region(x, y, np.ones_like(m), smooth=0.5, iou=True)
+    present = ts[:, 1:] > 0
+    sub = iou[:, 1:]
+    assert_close(out["keep_sub"], sub.mean(1))
+    assert_close(out["zero_sub"], (sub * present).mean(1))
+    assert_close(out["exclude_sub"], [sub[0, 0], 0.0])  # sample 1 has none: 0, left out
+    assert float(out["exclude_mean"]) == 0.0  # class 2 absent from every sample
+    tv, ts = np_region(x, y, np.ones_like(m), smooth=1.0, axis=(0, 1, 2))
+    assert_close(out["batch_zero"], (tv * (ts > 0)).mean())
+    assert all_finite(out["grad"])
+    with pytest.raises(ValueError, match=r"`absent_classes` must be one of"):
+        jsl.dice_loss(x, y, absent_classes="skip")
+    with pytest.raises(ValueError, match=r"`classes` holds class 3, out of range for 3"):
+        jsl.dice_loss(x, y, classes=[3])
+    with pytest.raises(ValueError, match=r"leaves no class"):
+        jsl.dice_loss(x, y, classes=[0], include_background=False)
+
+
+def test_class_subsets_with_absent_classes_add_over_a_mapped_axis():
+    x, y, m = random_batch(7, SHAPE, C, masked=0.3)
+    dice = functools.partial(
+        jsl.dice_loss, absent_classes="exclude", classes=[1, 2], aggregate="batch", ignore_index=2
+    )
+
+    def split(a):
+        return a.reshape(2, 1, *a.shape[1:])
+
+    @jax.jit
+    def run(x, y, m):
+        mapped = jax.vmap(
+            lambda a, b, c: dice(a, b, mask=c, axis_name="devices"), axis_name="devices"
+        )(split(x), split(y), split(m))
+        return mapped, dice(x, y, mask=m)
+
+    mapped, whole = run(x, y, m)
+    assert_close(mapped, [whole, whole])

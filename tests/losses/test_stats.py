@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import reference as ref
 
 import jaxseg_losses as jsl
 from jaxseg_losses.losses.stats import safe_ratio
+from tests.helpers import jit_call, random_inputs, softmax
+from tests.references import region as ref
 
 RTOL, ATOL = 2e-5, 2e-5
 
@@ -17,11 +18,6 @@ RTOL, ATOL = 2e-5, 2e-5
 def _jit_stats(**options):
     """``overlap_stats`` under ``jax.jit`` with the static options bound."""
     return jax.jit(lambda x, y, m: jsl.overlap_stats(x, y, mask=m, **options))
-
-
-def jit_call(fn, *args, **options):
-    """``fn(*args, **options)`` under ``jax.jit``: one compilation instead of many eager ops."""
-    return jax.jit(functools.partial(fn, **options))(*args)
 
 
 def _assert_stats(stats, expected, rtol=RTOL, atol=ATOL):
@@ -55,7 +51,7 @@ STATS_CASES = [
 def test_overlap_stats_matches_reference(
     spatial, num_classes, target, activation, ignore_index, mask, aggregate, class_axis
 ):
-    data = ref.random_inputs(
+    data = random_inputs(
         len(spatial) * 10 + num_classes,
         batch=3,
         spatial=spatial,
@@ -85,7 +81,7 @@ def test_overlap_stats_by_hand():
 
 
 def test_one_hot_float_targets_equal_integer_labels():
-    data = ref.random_inputs(0, spatial=(3, 4), num_classes=4)
+    data = random_inputs(0, spatial=(3, 4), num_classes=4)
     one_hot = (data["labels"][..., None] == np.arange(4)).astype(np.float32)
     by_index = jit_call(jsl.overlap_stats, data["logits"], data["labels"])
     by_dense = jit_call(jsl.overlap_stats, data["logits"], one_hot)
@@ -104,11 +100,11 @@ def test_soft_targets_use_the_l1_intersection():
 
 
 def test_statistics_are_non_negative_and_sum_to_the_volumes():
-    data = ref.random_inputs(1, batch=3, spatial=(5, 5), num_classes=3, target="soft")
+    data = random_inputs(1, batch=3, spatial=(5, 5), num_classes=3, target="soft")
     stats = jit_call(jsl.overlap_stats, data["logits"], data["labels"])
     for field in (stats.tp, stats.fp, stats.fn):
         assert np.all(np.asarray(field) >= 0)
-    probs = ref.softmax(data["logits"].astype(np.float64))
+    probs = softmax(data["logits"].astype(np.float64))
     np.testing.assert_allclose(stats.tp + stats.fp, probs.sum(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_allclose(stats.tp + stats.fn, data["labels"].sum(axis=(1, 2)), rtol=1e-5)
 
@@ -118,7 +114,7 @@ def test_statistics_are_non_negative_and_sum_to_the_volumes():
 
 
 def test_micro_batch_stats_add_up():
-    data = ref.random_inputs(2, batch=4, spatial=(3, 3), num_classes=3, mask="float")
+    data = random_inputs(2, batch=4, spatial=(3, 3), num_classes=3, mask="float")
     logits, labels, mask = data["logits"], data["labels"], data["mask"]
 
     @jax.jit
@@ -138,7 +134,7 @@ def test_micro_batch_stats_add_up():
 
 
 def test_aggregate_batch_is_sum_over_batch():
-    data = ref.random_inputs(3, batch=3, spatial=(8,), num_classes=2)
+    data = random_inputs(3, batch=3, spatial=(8,), num_classes=2)
     per_sample = jit_call(jsl.overlap_stats, data["logits"], data["labels"])
     pooled = jit_call(jsl.overlap_stats, data["logits"], data["labels"], aggregate="batch")
     summed = jax.jit(jsl.OverlapStats.sum_over_batch)(per_sample)
@@ -172,7 +168,7 @@ def dataclasses_frozen_error():
 
 def test_axis_name_sums_stats_over_a_mapped_axis():
     # Two "devices" of 2 samples each, mapped with vmap: every device sees the global statistics.
-    data = ref.random_inputs(4, batch=4, spatial=(3, 2), num_classes=3, mask="bool")
+    data = random_inputs(4, batch=4, spatial=(3, 2), num_classes=3, mask="bool")
     shards = [np.reshape(data[k], (2, 2, *data[k].shape[1:])) for k in ("logits", "labels", "mask")]
 
     def device_stats(x, y, m):
@@ -189,7 +185,7 @@ def test_axis_name_sums_stats_over_a_mapped_axis():
 def test_axis_name_under_shard_map_on_one_device():
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
     spec = jax.sharding.PartitionSpec("data")
-    data = ref.random_inputs(5, batch=2, spatial=(4,), num_classes=2)
+    data = random_inputs(5, batch=2, spatial=(4,), num_classes=2)
 
     @jax.jit
     @functools.partial(jax.shard_map, mesh=mesh, in_specs=(spec, spec), out_specs=spec)
@@ -202,7 +198,7 @@ def test_axis_name_under_shard_map_on_one_device():
 
 
 def test_axis_name_is_ignored_for_sample_statistics():
-    data = ref.random_inputs(6, batch=2, spatial=(4,), num_classes=2)
+    data = random_inputs(6, batch=2, spatial=(4,), num_classes=2)
     mapped = jax.jit(
         jax.vmap(lambda x, y: jsl.overlap_stats(x[None], y[None], axis_name="i"), axis_name="i")
     )(data["logits"], data["labels"])
@@ -303,7 +299,7 @@ def test_safe_ratio():
 
 
 def test_stats_dtypes():
-    data = ref.random_inputs(8, spatial=(4,), num_classes=3)
+    data = random_inputs(8, spatial=(4,), num_classes=3)
     for dtype in (jnp.bfloat16, jnp.float16, jnp.float32):
         stats = jit_call(jsl.overlap_stats, data["logits"].astype(dtype), data["labels"])
         assert stats.tp.dtype == jnp.float32, dtype

@@ -1,8 +1,9 @@
-"""Surface metrics and the distance transform against scipy, a NumPy reference and MONAI's numbers.
+"""Surface metrics against a NumPy/scipy reference (tests/references/surface.py) and MONAI's
+numbers.
 
 Every comparison runs under ``jax.jit``, and each jitted function computes many cases at once so
-that the file compiles few programs: the distance transform of every mask of a shape in one
-``vmap``, and every metric option of one data set in one program.
+that the file compiles few programs: every metric option of one data set in one program. The
+distance transform itself: tests/geometry/test_distance.py.
 """
 
 import functools
@@ -11,83 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.ndimage as ndi
-import surface_reference as ref
 
 import jaxseg_losses as jsl
 from jaxseg_losses.metrics import surface
+from tests.helpers import one_hot
+from tests.references import surface as ref
 
 metrics = jsl.metrics
 METRICS = ("euclidean", "taxicab", "chessboard")
-
-
-def brute_force_transform(mask, spacing, metric):
-    """Distance to the nearest zero, over all pairs (small masks only); inf without a zero."""
-    zeros = np.argwhere(~mask)
-    if len(zeros) == 0:
-        return np.full(mask.shape, np.inf)
-    points = np.argwhere(np.ones(mask.shape, bool))
-    offsets = np.abs(points[:, None, :] - zeros[None, :, :]) * np.asarray(spacing)
-    if metric == "euclidean":
-        distances = np.sqrt(np.sum(offsets**2, axis=-1))
-    elif metric == "taxicab":
-        distances = np.sum(offsets, axis=-1)
-    else:
-        distances = np.max(offsets, axis=-1)
-    return distances.min(axis=1).reshape(mask.shape)
-
-
-def transform_cases(shape, seed):
-    """Masks of one shape (random densities, one zero, one foreground voxel, none, all) and
-    spacings (unit, anisotropic)."""
-    rng = np.random.default_rng(seed)
-    masks = [rng.random(shape) < p for p in (0.3, 0.7, 0.97)]
-    one_zero = np.ones(shape, bool)
-    one_zero[tuple(rng.integers(0, n) for n in shape)] = False
-    one_foreground = np.zeros(shape, bool)
-    one_foreground[tuple(n // 2 for n in shape)] = True
-    masks += [one_zero, one_foreground, np.zeros(shape, bool), np.ones(shape, bool)]
-    masks = masks + masks  # the second half with anisotropic spacing
-    spacings = [np.ones(len(shape))] * (len(masks) // 2)
-    spacings += [rng.uniform(0.4, 2.5, len(shape)) for _ in range(len(masks) // 2)]
-    return np.stack(masks), np.stack(spacings).astype(np.float32)
-
-
-@functools.partial(jax.jit, static_argnames="distance_metrics")
-def batched_transforms(masks, spacings, distance_metrics):
-    return {
-        metric: jax.vmap(
-            lambda m, s, metric=metric: metrics.distance_transform(
-                m, spacing=s, distance_metric=metric
-            )
-        )(masks, spacings)
-        for metric in distance_metrics
-    }
-
-
-@pytest.mark.parametrize(
-    "shape, distance_metrics",
-    [((37,), ("euclidean",)), ((13, 17), METRICS), ((6, 9, 7), ("euclidean",))],
-)
-def test_distance_transform_matches_scipy(shape, distance_metrics):
-    masks, spacings = transform_cases(shape, seed=len(shape))
-    results = batched_transforms(masks, spacings, distance_metrics)
-    for metric, result in results.items():
-        result = np.asarray(result)
-        assert result.dtype == np.float32 and result.shape == masks.shape
-        for mask, spacing, ours in zip(masks, spacings, result, strict=True):
-            if mask.all():
-                # No zero to measure to: inf everywhere (scipy measures to an imaginary zero).
-                np.testing.assert_array_equal(ours, np.inf)
-                continue
-            if metric == "euclidean":
-                expected = ndi.distance_transform_edt(mask, sampling=spacing)
-            elif np.all(spacing == 1):
-                expected = ndi.distance_transform_cdt(mask, metric=metric).astype(np.float64)
-            else:
-                expected = brute_force_transform(mask, spacing, metric)
-            np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=1e-6, err_msg=metric)
-            np.testing.assert_array_equal(ours[~mask], 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,7 +153,7 @@ def test_metrics_match_reference_2d_integer_labels(data_2d, euclidean_2d, distan
         ours = all_metrics(
             predictions, labels, spacing, tolerance, distance_metric=distance_metric, **options
         )
-    p_hot, g_hot = ref.one_hot(predictions, 4), ref.one_hot(labels, 4)
+    p_hot, g_hot = one_hot(predictions, 4, bool), one_hot(labels, 4, bool)
     assert_same(ours, reference_metrics(p_hot, g_hot, spacing, tolerance, distance_metric, one_way))
 
 
@@ -253,7 +185,7 @@ def test_streamed_into_a_per_image_accumulator(data_2d, euclidean_2d):
     """HD and NSD of the batch folded in two pieces into an accumulator of the foreground classes
     give the means over all images of the reference's values (NaN left out, inf kept)."""
     predictions, labels, spacing, _ = data_2d
-    p_hot, g_hot = ref.one_hot(predictions, 4), ref.one_hot(labels, 4)
+    p_hot, g_hot = one_hot(predictions, 4, bool), one_hot(labels, 4, bool)
     expected = {
         "hd": ref.hausdorff_distance(p_hot, g_hot, spacing=spacing, distance_metric="euclidean"),
         "nsd": np.asarray(euclidean_2d["nsd"]),
@@ -288,7 +220,7 @@ def test_metrics_match_reference_3d_one_hot_channels_first():
     labels = blobs(rng, (9, 12, 10), 3, count=2)
     predictions = perturbed(rng, labels, 3)
     predictions[1][predictions[1] == 2] = 0  # a class missed by the prediction
-    p_hot, g_hot = ref.one_hot(predictions, 3), ref.one_hot(labels, 3)
+    p_hot, g_hot = one_hot(predictions, 3, bool), one_hot(labels, 3, bool)
     spacing = np.array([0.8, 1.3, 1.1], np.float32)
     # The one-way options are checked in 2-D and, in 3-D, on MONAI's spheres.
     options = dict(num_classes=None, class_axis=1, distance_metric="euclidean", one_way=False)
@@ -329,7 +261,7 @@ def test_one_dimensional_vmap_and_mixed_inputs():
     per_image, batch, mixed = run(predictions, labels, spacing)
     np.testing.assert_array_equal(per_image, batch)
     np.testing.assert_array_equal(mixed, batch)
-    p_hot, g_hot = ref.one_hot(predictions, 3), ref.one_hot(labels, 3)
+    p_hot, g_hot = one_hot(predictions, 3, bool), one_hot(labels, 3, bool)
     expected = ref.hausdorff_distance(p_hot, g_hot, percentile=95, spacing=spacing)
     np.testing.assert_allclose(batch, expected, rtol=2e-6)
 
@@ -570,11 +502,11 @@ def test_surface_dice_matches_monai_test_suite():
 
 def test_bad_inputs_name_the_argument():
     labels = jnp.zeros((2, 8, 8), jnp.int32)
-    one_hot = jnp.zeros((2, 8, 8, 3), bool)
+    hot = jnp.zeros((2, 8, 8, 3), bool)
     hd = metrics.hausdorff_distance
     cases = [
         (TypeError, "`mask` must be boolean", lambda: metrics.distance_transform(labels[0])),
-        (ValueError, "`mask` must have 1 to 3 axes", lambda: metrics.distance_transform(one_hot)),
+        (ValueError, "`mask` must have 1 to 3 axes", lambda: metrics.distance_transform(hot)),
         (ValueError, "need `num_classes`", lambda: hd(labels, labels)),
         (
             TypeError,
@@ -582,54 +514,54 @@ def test_bad_inputs_name_the_argument():
             lambda: hd(labels.astype(jnp.float32), labels, num_classes=3),
         ),
         (ValueError, "same images and classes", lambda: hd(labels[:, :4], labels, num_classes=3)),
-        (ValueError, "have 3 classes", lambda: hd(one_hot, one_hot, num_classes=4)),
+        (ValueError, "have 3 classes", lambda: hd(hot, hot, num_classes=4)),
         (
             ValueError,
             "`class_axis`=1 applies to one-hot",
             lambda: hd(labels, labels, num_classes=3, class_axis=1),
         ),
-        (ValueError, "`class_axis`=4 is out of range", lambda: hd(one_hot, one_hot, class_axis=4)),
-        (TypeError, "`directed` must be a bool", lambda: hd(one_hot, one_hot, directed=1)),
+        (ValueError, "`class_axis`=4 is out of range", lambda: hd(hot, hot, class_axis=4)),
+        (TypeError, "`directed` must be a bool", lambda: hd(hot, hot, directed=1)),
         (
             ValueError,
             "`percentile` must lie in [0, 100]",
-            lambda: hd(one_hot, one_hot, percentile=101),
+            lambda: hd(hot, hot, percentile=101),
         ),
         (
             TypeError,
             "`percentile` must be a real number",
-            lambda: hd(one_hot, one_hot, percentile=True),
+            lambda: hd(hot, hot, percentile=True),
         ),
         (
             ValueError,
             "`spacing` must be positive",
-            lambda: hd(one_hot, one_hot, spacing=(1.0, 0.0)),
+            lambda: hd(hot, hot, spacing=(1.0, 0.0)),
         ),
         (
             ValueError,
             "`spacing` must be a scalar or have shape",
-            lambda: hd(one_hot, one_hot, spacing=(1.0, 1.0, 1.0)),
+            lambda: hd(hot, hot, spacing=(1.0, 1.0, 1.0)),
         ),
         (
             ValueError,
             "`distance_metric` must be one of",
-            lambda: hd(one_hot, one_hot, distance_metric="l2"),
+            lambda: hd(hot, hot, distance_metric="l2"),
         ),
-        (ValueError, "would leave no class", lambda: hd(one_hot[..., :1], one_hot[..., :1])),
+        (ValueError, "would leave no class", lambda: hd(hot[..., :1], hot[..., :1])),
         (
             ValueError,
             "`tolerance` must be a scalar or have shape (2,)",
-            lambda: metrics.surface_dice(one_hot, one_hot, tolerance=[1.0, 1.0, 1.0]),
+            lambda: metrics.surface_dice(hot, hot, tolerance=[1.0, 1.0, 1.0]),
         ),
         (
             ValueError,
             "`tolerance` must be finite and non-negative",
-            lambda: metrics.surface_dice(one_hot, one_hot, tolerance=-1.0),
+            lambda: metrics.surface_dice(hot, hot, tolerance=-1.0),
         ),
         (
             TypeError,
             "`symmetric` must be a bool",
-            lambda: metrics.average_surface_distance(one_hot, one_hot, symmetric=None),
+            lambda: metrics.average_surface_distance(hot, hot, symmetric=None),
         ),
     ]
     for error, message, call in cases:

@@ -184,3 +184,11 @@ def generalized_dice(
             value = np.nan
         out.append(value)
     return np.array(out)
+
+
+def class_selection(options, num_classes=5):
+    """The classes kept by ``classes`` and ``include_background``, and the ``class_weights``."""
+    keep = list(options.get("classes", range(num_classes)))
+    if options.get("include_background") is False:
+        keep = [c for c in keep if c != 0]
+    return keep, options.get("class_weights")

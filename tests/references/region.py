@@ -21,25 +21,17 @@ ones the docstrings state:
   absent from the target gets the largest weight of the present classes of the same row, 0 when
   none is present (MONAI's rule); ``class_weights`` multiply :math:`w_c`.
 
-Other test files (pixel-wise losses, metrics) can reuse :func:`canonical` and :func:`reduce_rows`.
+Other references (pixel-wise and spatial losses, metrics) reuse :func:`canonical` and
+:func:`reduce_rows`.
 """
 
 from typing import Any
 
 import numpy as np
 
+from tests.helpers import sigmoid, softmax
+
 REGION_LOSSES = ("iou", "dice", "tversky", "generalized_dice")
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp(-softplus(-x)): no overflow warning at |x| = 1e4.
-    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def canonical(
@@ -164,8 +156,13 @@ def class_mean(
     return np.mean(per_class, axis=-1)
 
 
-def reduce_rows(rows: np.ndarray, reduction: str) -> np.ndarray:
+def reduce_rows(rows: np.ndarray, reduction: str, valid: Any = None) -> np.ndarray:
+    """``reduction`` of per-row losses; the mean leaves out the rows without a valid pixel
+    (``valid`` False), as if sliced away, and is 0 when no row has one."""
     if reduction == "mean":
+        if valid is not None:
+            kept = np.asarray(rows)[np.asarray(valid, bool)]
+            return np.mean(kept) if kept.size else np.float64(0.0)
         return np.mean(rows)
     if reduction == "sum":
         return np.sum(rows)
@@ -229,6 +226,15 @@ def region_loss(
     weight_type: str = "square",
 ) -> np.ndarray:
     """The reference of ``jsl.<kind>_loss`` with the same keywords (``axis_name`` aside)."""
+    _, _, weights, _ = canonical(
+        logits,
+        labels,
+        activation=activation,
+        class_axis=class_axis,
+        ignore_index=ignore_index,
+        mask=mask,
+    )
+    valid = weights.sum(1) > 0 if aggregate == "sample" else np.array([weights.sum() > 0])
     tp, fp, fn = stats(
         logits,
         labels,
@@ -249,7 +255,7 @@ def region_loss(
             class_weights=class_weights,
             include_background=include_background,
         )
-        return reduce_rows(rows, reduction)
+        return reduce_rows(rows, reduction, valid)
     if kind == "iou":
         score = iou_score(tp, fp, fn, smooth=smooth)
     elif kind == "dice":
@@ -260,65 +266,4 @@ def region_loss(
         raise ValueError(kind)
     per_class = score_to_loss(score, log=log, gamma=gamma if kind == "tversky" else 1.0)
     rows = class_mean(per_class, class_weights=class_weights, include_background=include_background)
-    return reduce_rows(rows, reduction)
-
-
-# ----------------------------------------------------------------------------------------------
-# Test data.
-
-
-def random_inputs(
-    seed: int,
-    *,
-    batch: int = 2,
-    spatial: tuple[int, ...] = (6,),
-    num_classes: int = 3,
-    target: str = "int",
-    activation: str | None = "softmax",
-    ignore_index: int | None = None,
-    mask: str | None = None,
-    class_axis: int = -1,
-    scale: float = 2.0,
-) -> dict[str, Any]:
-    """Random float32 ``logits``, ``labels`` (and ``mask``) for one test case.
-
-    ``target`` is ``"int"`` (class indices; 0/1 for one channel), ``"onehot"`` (float one-hot)
-    or ``"soft"`` (float targets in [0, 1]: a distribution over classes for softmax, independent
-    values otherwise). With ``activation=None`` the logits are probabilities. ``ignore_index``
-    replaces about a fifth of the integer labels; ``mask`` is ``"bool"`` or ``"float"`` (weights in
-    [0, 1], some exactly 0). ``class_axis=1`` moves the class axis of logits and dense labels.
-    """
-    rng = np.random.default_rng(seed)
-    shape = (batch, *spatial)
-    logits = scale * rng.normal(size=(*shape, num_classes))
-    if activation is None:
-        logits = softmax(logits) if num_classes > 1 else sigmoid(logits)
-    exclusive = activation == "softmax" or (activation is None and num_classes > 1)
-    classes = max(num_classes, 2)
-    int_labels = rng.integers(0, classes, size=shape)
-    if target == "int":
-        labels: np.ndarray = int_labels.astype(np.int32)
-        if ignore_index is not None:
-            labels = np.where(rng.random(shape) < 0.2, ignore_index, labels).astype(np.int32)
-    elif target == "onehot":
-        if num_classes == 1:
-            labels = (int_labels == 1).astype(np.float32)[..., None]
-        elif exclusive:
-            labels = (int_labels[..., None] == np.arange(num_classes)).astype(np.float32)
-        else:
-            labels = (rng.random((*shape, num_classes)) < 0.5).astype(np.float32)
-    elif target == "soft":
-        raw = rng.random((*shape, num_classes))
-        labels = (raw / raw.sum(-1, keepdims=True) if exclusive else raw).astype(np.float32)
-    else:
-        raise ValueError(target)
-    out: dict[str, Any] = {"logits": logits.astype(np.float32), "labels": labels}
-    if mask == "bool":
-        out["mask"] = rng.random(shape) < 0.7
-    elif mask == "float":
-        out["mask"] = np.where(rng.random(shape) < 0.2, 0.0, rng.random(shape)).astype(np.float32)
-    if class_axis != -1:
-        out["logits"] = np.moveaxis(out["logits"], -1, class_axis)
-        if target != "int":
-            out["labels"] = np.moveaxis(out["labels"], -1, class_axis)
-    return out
+    return reduce_rows(rows, reduction, valid)

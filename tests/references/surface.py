@@ -147,8 +147,3 @@ def surface_dice(
         correct = np.sum(forward <= tolerances[c]) + np.sum(backward <= tolerances[c])
         out[b, c] = correct / complete if complete else np.nan
     return out
-
-
-def one_hot(label_map: np.ndarray, num_classes: int) -> np.ndarray:
-    """Integer ``[B, *spatial]`` to boolean ``[B, *spatial, C]`` (labels outside: no class)."""
-    return np.asarray(label_map)[..., None] == np.arange(num_classes)

@@ -8,19 +8,18 @@ The rules (docs/bad_input.md):
    batch without valid pixels gives 0 with gradient 0;
 4. options are validated by type and range, never read by truthiness;
 5. ``jsl.checked`` composes with ``jax.jit`` (and vmap, nnx.jit) in any order;
-6. (metrics) counts stay exact past 2³¹: tests/test_metrics.py;
+6. (metrics) counts stay exact past 2³¹: tests/metrics/test_counts.py;
 7. second order stays finite;
 8. integer labels with a class axis of 1 get an error that says to squeeze it.
 
-Every case list below holds every loss, ``combine``, the ready-made pairs and
-``accumulate.value_and_grad``: a new loss is covered by adding it to ``CASES``. The rules that
-touch the fused kernels run every case with the CPU's way of picking a label's entry
-("segments") and each way a loss reads the kernels also with the GPU/TPU's ("select").
+The cases (tests/rules/cases.py) are one per row of the table of built-in losses
+(``jaxseg_losses.registry.BUILTIN_LOSSES``) and the option variants, combinations, deep
+supervision and accumulation written there. The rules that touch the fused kernels run every case
+with the CPU's way of picking a label's entry ("segments"), and the cases that read the kernels
+in each way a loss can also with the GPU/TPU's ("select").
 """
 
-import dataclasses
 import functools
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -30,206 +29,19 @@ from jax.experimental import checkify
 
 import jaxseg_losses as jsl
 from jaxseg_losses._core import fused as _fused
+from tests.helpers import assert_close, has_nan
+from tests.rules.cases import C, rule_cases
 
-B, H, W, C = 3, 5, 4, 4
 P = functools.partial
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One loss under test: ``value_and_grad(x, y, mask, ignore_index, reduction)``."""
-
-    name: str
-    binary: bool  # one sigmoid channel, labels {0, 1}; else softmax over C classes
-    loss: Callable[..., jax.Array] | None = None  # (x, y, *, mask, ignore_index, reduction)
-    accumulate: Callable[..., jsl.CombinedLoss] | None = None  # (ignore_index, reduction)
-    batch_pooled: bool = False  # one value for the batch: reduction="none" does not apply
-
-    @property
-    def channels(self) -> int:
-        return 1 if self.binary else C
-
-    def value_and_grad(self, x, y, *, mask=None, ignore_index=None, reduction="mean"):
-        """The loss and its gradient with respect to the logits (summed for "none")."""
-        if self.accumulate is not None:
-            return _accumulated(self.accumulate(ignore_index, reduction), x, y, mask)
-
-        def total(x):
-            value = self.loss(x, y, mask=mask, ignore_index=ignore_index, reduction=reduction)
-            return jnp.sum(value), value
-
-        (_, value), grad = jax.value_and_grad(total, has_aux=True)(x)
-        return value, grad
-
-    def value(self, x, y, *, mask=None, ignore_index=None, reduction="mean"):
-        """The loss alone (no backward pass to trace, except through accumulation)."""
-        if self.accumulate is not None:
-            return self.value_and_grad(
-                x, y, mask=mask, ignore_index=ignore_index, reduction=reduction
-            )[0]
-        return self.loss(x, y, mask=mask, ignore_index=ignore_index, reduction=reduction)
-
-
-def _library(fn):
-    def call(x, y, *, mask, ignore_index, reduction):
-        return fn(x, y, mask=mask, ignore_index=ignore_index, reduction=reduction)
-
-    return call
-
-
-def _combined(terms, **options):
-    def call(x, y, *, mask, ignore_index, reduction):
-        loss_fn = jsl.combine(terms, ignore_index=ignore_index, reduction=reduction, **options)
-        return loss_fn(x, y, mask=mask)[0]
-
-    return call
-
-
-def _deep_supervised(terms):
-    """Deep supervision of a combination over the logits and a half-resolution copy of them.
-
-    The copy reads the pixels that nearest-exact resizing reads from the labels and the mask
-    (rows 0, 2, 4 of 5, columns 1, 3 of 4), so that a poisoned logit sits on an excluded pixel
-    at every level.
-    """
-
-    def call(x, y, *, mask, ignore_index, reduction):
-        inner = jsl.combine(terms, ignore_index=ignore_index, reduction=reduction)
-        loss_fn = jsl.deep_supervision(inner, weights="two")
-        return loss_fn([x, x[:, ::2, 1::2]], y, mask=mask)[0]
-
-    return call
-
-
-def _accumulated(loss, x, y, mask):
-    """``accumulate.value_and_grad`` with the logits as a per-pixel offset of a tiny model.
-
-    ``logits_b = inputs_b + params``: the gradient with respect to ``params`` is the sum over
-    samples of the logits' gradient, accumulated over 3 micro-batches of one sample each.
-    """
-    params = jnp.zeros(x.shape[1:], x.dtype)
-
-    def apply_fn(p, inputs):
-        return inputs + p[None]
-
-    (value, _), grads = jsl.accumulate.value_and_grad(
-        apply_fn, params, x, y, loss=loss, num_microbatches=x.shape[0], mask=mask
-    )
-    return value, grads
-
-
-WEIGHTS = np.array([0.5, 1.0, 2.0, 1.5], np.float32)
-EVERY_TERM = "ce+dice+log_iou+focal+tversky+gdl+lovasz+poly+topk"
-
-CASES = [
-    Case("iou", False, _library(jsl.iou_loss)),
-    Case("log_iou_smooth0", False, _library(P(jsl.iou_loss, log=True, smooth=0.0))),
-    Case("dice", False, _library(jsl.dice_loss)),
-    Case("dice_batch", False, _library(P(jsl.dice_loss, aggregate="batch")), batch_pooled=True),
-    Case("tversky", False, _library(P(jsl.tversky_loss, alpha=0.3, beta=0.7, gamma=0.75))),
-    Case("gdl", False, _library(jsl.generalized_dice_loss)),
-    Case("ce", False, _library(jsl.cross_entropy_loss)),
-    Case(
-        "ce_weighted_smoothed",
-        False,
-        _library(P(jsl.cross_entropy_loss, class_weights=WEIGHTS, label_smoothing=0.1)),
-    ),
-    Case("focal", False, _library(P(jsl.focal_loss, gamma=2.0, alpha=0.25))),
-    Case("lovasz", False, _library(jsl.lovasz_softmax_loss)),
-    Case(
-        "lovasz_batch",
-        False,
-        _library(P(jsl.lovasz_softmax_loss, aggregate="batch")),
-        batch_pooled=True,
-    ),
-    Case("topk", False, _library(P(jsl.topk_cross_entropy_loss, k=20.0, class_weights=WEIGHTS))),
-    Case(
-        "topk_batch",
-        False,
-        _library(P(jsl.topk_cross_entropy_loss, aggregate="batch")),
-        batch_pooled=True,
-    ),
-    Case(
-        "poly_weighted_smoothed",
-        False,
-        _library(P(jsl.poly_cross_entropy_loss, class_weights=WEIGHTS, label_smoothing=0.1)),
-    ),
-    Case(
-        "focal_weighted_foreground",
-        False,
-        _library(P(jsl.focal_loss, class_weights=WEIGHTS, include_background=False)),
-    ),
-    Case(
-        "dice_absent_excluded_subset",
-        False,
-        _library(P(jsl.dice_loss, absent_classes="exclude", classes=(0, 2, 3))),
-    ),
-    Case("deep_supervision", False, _deep_supervised("ce+dice")),
-    Case("dice_ce", False, _library(jsl.dice_ce_loss)),
-    Case("dice_focal", False, _library(jsl.dice_focal_loss)),
-    Case("iou_ce", False, _library(jsl.iou_ce_loss)),
-    Case("combine_every_term", False, _combined(EVERY_TERM)),
-    Case(
-        "accumulate_ce_batch_dice",
-        False,
-        accumulate=lambda ii, r: jsl.combine(
-            {"ce": 1.0, "dice": (1.0, P(jsl.dice_loss, aggregate="batch"))},
-            ignore_index=ii,
-            reduction=r,
-        ),
-        batch_pooled=True,
-    ),
-    Case("mcc", False, _library(jsl.mcc_loss)),
-    Case("dice_squared_pred", False, _library(P(jsl.dice_loss, squared_pred=True))),
-    # The distance- and skeleton-based losses. Rule 3 holds for them as tested (a whole sample
-    # masked or ignored is the sample sliced away); a mask *inside* an image is not a crop for
-    # them (distances are measured across excluded pixels), which no rule here claims.
-    Case("boundary", False, _library(jsl.boundary_loss)),
-    Case("hausdorff_dt", False, _library(P(jsl.hausdorff_dt_loss, include_background=True))),
-    Case("cldice", False, _library(jsl.cldice_loss)),
-    Case(
-        "accumulate_spatial_batch",
-        False,
-        accumulate=lambda ii, r: jsl.combine(
-            # Two terms only, to keep the compile time of the suite down (the four spatial
-            # terms together passed every rule, at ~4x the time).
-            {"mcc": (1.0, P(jsl.mcc_loss, aggregate="batch")), "boundary": 1.0},
-            ignore_index=ii,
-            reduction=r,
-        ),
-        batch_pooled=True,
-    ),
-    Case("dice_sigmoid", True, _library(P(jsl.dice_loss, activation="sigmoid"))),
-    Case(
-        "ce_sigmoid",
-        True,
-        _library(P(jsl.cross_entropy_loss, activation="sigmoid", pos_weight=2.0)),
-    ),
-    Case("focal_sigmoid", True, _library(P(jsl.focal_loss, activation="sigmoid"))),
-    Case(
-        "poly_sigmoid",
-        True,
-        _library(P(jsl.poly_cross_entropy_loss, activation="sigmoid", epsilon=-1.0)),
-    ),
-    Case("lovasz_hinge", True, _library(jsl.lovasz_hinge_loss)),
-    Case("combine_binary", True, _combined("ce+dice+lovasz_hinge", activation="sigmoid")),
-    Case("combine_spatial_binary", True, _combined("mcc+hausdorff", activation="sigmoid")),
-]
+assert_close = functools.partial(assert_close, atol=1e-6)
+CASES = rule_cases()
 IDS = [case.name for case in CASES]
-# The two strategies differ only inside the kernels of the shared statistics; every loss reads
-# those statistics through the same `Inputs`, so each way a loss reads them (CE's label log-sum-
-# exp, the per-class sums, the label's log-probability, the dense probabilities, per-pixel CE
-# maps, all at once, micro-batched, resized) runs both, and every other case the CPU's.
-SELECT_CASES = {
-    "ce",
-    "dice",
-    "focal",
-    "lovasz",
-    "topk",
-    "combine_every_term",
-    "accumulate_ce_batch_dice",
-    "deep_supervision",
-}
+# The two strategies differ only inside the kernels of the shared statistics, which a loss reads
+# through `Inputs`: the label's log-sum-exp and logit alone (cross-entropy), the per-class sums
+# alone (Dice), and everything at once (every softmax term in one call: the per-class sums, the
+# label's log-probability, the dense probabilities and the per-pixel cross-entropy maps). Those
+# cases run both strategies, every other case the CPU's.
+SELECT_CASES = {"cross_entropy_loss", "dice_loss", "combine_every_term"}
 assert SELECT_CASES <= set(IDS), SELECT_CASES - set(IDS)
 STRATEGY_CASES = [
     pytest.param(case, strategy, id=f"{case.name}-{strategy}")
@@ -246,28 +58,6 @@ def use_strategy(monkeypatch):
     return lambda strategy: monkeypatch.setattr(_fused, "STRATEGY", strategy)
 
 
-def make_data(case: Case, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    logits = (2.0 * rng.standard_normal((B, H, W, case.channels))).astype(np.float32)
-    labels = rng.integers(0, max(case.channels, 2), (B, H, W)).astype(np.int32)
-    mask = (rng.uniform(size=(B, H, W)) > 0.25).astype(np.float32)
-    return logits, labels, mask
-
-
-def has_nan(tree) -> bool:
-    return any(bool(np.isnan(np.asarray(leaf)).any()) for leaf in jax.tree.leaves(tree))
-
-
-def assert_close(actual, expected, *, rtol=2e-5, atol=1e-6, err_msg=""):
-    jax.tree.map(
-        lambda a, e: np.testing.assert_allclose(
-            np.asarray(a), np.asarray(e), rtol=rtol, atol=atol, err_msg=err_msg
-        ),
-        actual,
-        expected,
-    )
-
-
 # ----------------------------------------------------------------------------------------------
 # Rule 1: a label that is neither a class nor ignore_index makes value and gradient NaN.
 
@@ -275,24 +65,20 @@ def assert_close(actual, expected, *, rtol=2e-5, atol=1e-6, err_msg=""):
 @pytest.mark.parametrize(("case", "strategy"), STRATEGY_CASES)
 def test_a_label_that_is_no_class_is_loud(case, strategy, use_strategy):
     use_strategy(strategy)
-    logits, labels, _ = make_data(case, 1)
+    logits, labels, _ = case.data(1)
     bad_values = (2, 255, -1) if case.binary else (-1, C, 255, -C)
 
     @jax.jit
     def run(x, y):
-        # One traced loss, mapped over the bad values (one compilation, not one per value).
+        # One traced loss, mapped over the bad values (one compilation, not one per value). The
+        # same labels on masked pixels are inert: rule 2.
         bad_labels = jnp.stack([y.at[0, 1, 2].set(bad) for bad in bad_values])
-        loud = jax.vmap(lambda y_bad: case.value_and_grad(x, y_bad))(bad_labels)
-        # The same label on a masked pixel is inert: no NaN.
-        keep = jnp.ones(y.shape).at[0, 1, 2].set(0.0)
-        masked = case.value_and_grad(x, y.at[0, 1, 2].set(bad_values[0]), mask=keep)
-        return loud, masked
+        return jax.vmap(lambda y_bad: case.value_and_grad(x, y_bad))(bad_labels)
 
-    (values, grads), masked = run(logits, labels)
+    values, grads = run(logits, labels)
     for i, bad in enumerate(bad_values):
         assert has_nan(values[i]), (case.name, bad, "value")
         assert has_nan(grads[i]), (case.name, bad, "gradient")
-    assert not has_nan(masked), case.name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,10 +88,10 @@ def test_a_label_that_is_no_class_is_loud(case, strategy, use_strategy):
 @pytest.mark.parametrize(("case", "strategy"), STRATEGY_CASES)
 def test_masked_and_ignored_pixels_are_inert(case, strategy, use_strategy):
     use_strategy(strategy)
-    logits, labels, mask = make_data(case, 2)
+    logits, labels, mask = case.data(2)
     mask[0, 0, :] = 0.0  # masked pixels
     labels[1, 2, 1:] = 255  # ignored pixels
-    labels[0, 0, 1] = 99  # a masked pixel's label does not matter either
+    labels[0, 0, 1:3] = 99, -1  # a masked pixel's label does not matter, even if it is no class
     excluded = (mask == 0) | (labels == 255)
     poisoned = logits.copy()
     poison = np.array([np.nan, np.inf, -np.inf], np.float32)
@@ -320,7 +106,7 @@ def test_masked_and_ignored_pixels_are_inert(case, strategy, use_strategy):
         return case.value_and_grad(x, y, mask=m, ignore_index=255)
 
     value, grad = run(poisoned, labels, mask)
-    ref_value, ref_grad = run(clean, np.where(labels == 99, 0, labels), mask)
+    ref_value, ref_grad = run(clean, np.where((labels == 99) | (labels == -1), 0, labels), mask)
     assert not has_nan(value) and not has_nan(grad), case.name
     assert_close(value, ref_value, err_msg=case.name)
     assert_close(grad, ref_grad, err_msg=case.name)
@@ -334,12 +120,15 @@ def test_masked_and_ignored_pixels_are_inert(case, strategy, use_strategy):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_mask_equals_slicing(case):
-    logits, labels, _ = make_data(case, 3)
+    logits, labels, _ = case.data(3)
     masked = np.ones(labels.shape, np.float32)
     masked[2] = 0.0  # the last sample fully masked
     ignored = labels.copy()
     ignored[2] = 255  # ... or fully ignored
-    reductions = ("mean", "sum") + (() if case.batch_pooled else ("none",))
+    # "sum" adds the same per-sample values that "none" returns (one reduction policy for every
+    # loss, checked against the references in each family's tests), and a batch-pooled loss
+    # reads no reduction at all: "mean" and "none" are the two ways samples are left out.
+    reductions = ("mean",) if case.batch_pooled else ("mean", "none")
 
     @jax.jit
     def run(x, y, m, y_ignored):
@@ -360,7 +149,9 @@ def test_mask_equals_slicing(case):
     out, sliced, (zero, zero_grad) = run(logits, labels, masked, ignored)
     if case.accumulate is not None:
         # The accumulated loss of the masked batch equals the combined loss of the sliced one.
-        sliced = {r: case.accumulate(None, r)(logits[:2], labels[:2])[0] for r in ("mean", "sum")}
+        sliced = {
+            r: jax.jit(case.accumulate(None, r))(logits[:2], labels[:2])[0] for r in reductions
+        }
     for r in reductions:
         by_mask, by_ignore = out[r]
         expected = sliced[r]
@@ -376,8 +167,8 @@ def test_mask_equals_slicing(case):
 # ----------------------------------------------------------------------------------------------
 # Rule 4: options are validated, never read by truthiness.
 
-X4, Y4 = make_data(CASES[0], 4)[:2]
-XB, YB = make_data(CASES[-1], 4)[:2]
+X4, Y4 = CASES[0].data(4)[:2]
+XB, YB = CASES[-1].data(4)[:2]
 
 # (loss, options, exception, message): every option of every loss, with the wrong type or range.
 BAD_OPTIONS = [
@@ -508,22 +299,36 @@ def _checked_modes(case):
 RUNTIME_ERRORS = (checkify.JaxRuntimeError, jax.errors.JaxRuntimeError)
 
 
-# Every loss runs checked inside jit; the other orders exercise `jsl.checked` itself, which is
-# the same wrapper for every loss, so they run on one loss of each kind of input handling.
-EVERY_ORDER_CASES = {"ce", "dice", "lovasz", "combine_every_term", "deep_supervision", "ce_sigmoid"}
-assert EVERY_ORDER_CASES <= set(IDS), EVERY_ORDER_CASES - set(IDS)
+# Every loss runs checked inside jit. The other orders exercise `jsl.checked` itself, the same
+# wrapper for every loss, so they run on one loss of each kind of input handling (the label
+# kernel, the per-class sums, the probabilities, one binary channel); the compositions (several
+# terms on one input, several resolutions) run checked around jit too.
+EVERY_ORDER = (
+    "checked(jit(f))",
+    "jit(checked(f))",
+    "jit(grad(checked(f)))",
+    "jit(vmap(checked(f)))",
+)
+ORDERS = {
+    "cross_entropy_loss": EVERY_ORDER,
+    "dice_loss": EVERY_ORDER,
+    "lovasz_softmax_loss": EVERY_ORDER,
+    "binary_cross_entropy_loss": EVERY_ORDER,
+    "combine_every_term": ("checked(jit(f))", "jit(checked(f))"),
+    "deep_supervision": ("checked(jit(f))", "jit(checked(f))"),
+}
+assert set(ORDERS) <= set(IDS), set(ORDERS) - set(IDS)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.loss is not None], ids=lambda c: c.name)
 def test_checked_composes_with_jit_in_any_order(case):
-    logits, labels, _ = make_data(case, 5)
+    logits, labels, _ = case.data(5)
     bad = labels.copy()
     bad[1, 2, 3] = 7
     plain = jax.jit(lambda x, y: case.loss(x, y, mask=None, ignore_index=None, reduction="mean"))
     modes = _checked_modes(case)
-    if case.name not in EVERY_ORDER_CASES:
-        modes = {"jit(checked(f))": modes["jit(checked(f))"]}
-    for mode, fn in modes.items():
+    for mode in ORDERS.get(case.name, ("jit(checked(f))",)):
+        fn = modes[mode]
         value = jax.block_until_ready(fn(logits, labels))
         if mode == "jit(checked(f))":
             assert_close(value, plain(logits, labels), err_msg=mode)
@@ -532,7 +337,7 @@ def test_checked_composes_with_jit_in_any_order(case):
 
 
 def test_checked_names_the_argument_and_the_first_offending_value():
-    logits, labels, _ = make_data(CASES[0], 6)
+    logits, labels, _ = CASES[0].data(6)
     step = jax.jit(jsl.checked(jsl.dice_ce_loss))
     logits_nan = logits.copy()
     logits_nan[2, 1, 0, 3] = np.nan
@@ -554,7 +359,7 @@ def test_checked_names_the_argument_and_the_first_offending_value():
 def test_checked_loss_in_a_flax_nnx_train_step():
     nnx = pytest.importorskip("flax.nnx")
     optax = pytest.importorskip("optax")
-    logits, labels, _ = make_data(CASES[0], 7)
+    logits, labels, _ = CASES[0].data(7)
     model = nnx.Linear(C, C, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
     loss_fn = jsl.checked(jsl.combine("ce+dice"))
@@ -577,27 +382,15 @@ def test_checked_loss_in_a_flax_nnx_train_step():
 # Rule 7: second order stays finite.
 
 
-# A combination's Hessian is the weighted sum of its terms' Hessians, each covered on its own:
-# the second-order rule runs on every loss and option case, not on the sums of them.
-SUMS_OF_COVERED_TERMS = {
-    "deep_supervision",
-    "dice_ce",
-    "dice_focal",
-    "iou_ce",
-    "combine_every_term",
-    "combine_binary",
-    "combine_spatial_binary",
-}
-assert SUMS_OF_COVERED_TERMS <= set(IDS), SUMS_OF_COVERED_TERMS - set(IDS)
-
-
+# A combination's Hessian is the weighted sum of its terms' Hessians: the second-order rule runs
+# on every loss and option case, and on the sums only where a term is not covered on its own.
 @pytest.mark.parametrize(
     "case",
-    [c for c in CASES if c.loss is not None and c.name not in SUMS_OF_COVERED_TERMS],
+    [c for c in CASES if c.loss is not None and not c.sum_of_terms],
     ids=lambda c: c.name,
 )
 def test_hessian_vector_products_are_finite_at_confidently_wrong_logits(case):
-    _, labels, _ = make_data(case, 8)
+    _, labels, _ = case.data(8)
     wrong = labels if case.binary else (labels + 1) % C
     if case.binary:
         confident = np.where(labels[..., None] == 1, -100.0, 100.0).astype(np.float32)
@@ -619,7 +412,7 @@ def test_hessian_vector_products_are_finite_at_confidently_wrong_logits(case):
 @pytest.mark.parametrize("fn", [jsl.iou_loss, jsl.dice_loss, jsl.generalized_dice_loss])
 def test_log_region_losses_without_smoothing_have_finite_hessians(fn):
     """The log form at no overlap with smooth=0 is floored where its curvature is finite."""
-    labels = make_data(CASES[0], 9)[1][:1, :2, :2]
+    labels = CASES[0].data(9)[1][:1, :2, :2]
     wrong = np.where(np.arange(C) == ((labels + 1) % C)[..., None], 30.0, -30.0)
     x = jnp.asarray(wrong, jnp.float32)
 
@@ -636,7 +429,7 @@ def test_log_region_losses_without_smoothing_have_finite_hessians(fn):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.loss is not None], ids=lambda c: c.name)
 def test_labels_with_a_class_axis_of_one_say_to_squeeze_it(case):
-    logits, labels, _ = make_data(case, 10)
+    logits, labels, _ = case.data(10)
     message = r"`labels` must have shape .* squeeze axis 1 .*labels\[:, 0\]"
     with pytest.raises(ValueError, match=message):
         case.loss(logits, labels[:, None], mask=None, ignore_index=None, reduction="mean")

@@ -1,0 +1,1 @@
+"""The public API: names, signatures, docstrings, the snapshot, the package layout."""

@@ -1,0 +1,1 @@
+"""Smoke tests of the benchmark suites (benchmarks/): quick mode, well-formed outputs."""

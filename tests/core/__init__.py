@@ -1,0 +1,1 @@
+"""Tests of the private engine: input handling, value checks, fused kernels, define_loss."""

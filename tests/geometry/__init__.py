@@ -1,0 +1,1 @@
+"""Tests of the image-geometry primitives: distance transforms, resizing."""

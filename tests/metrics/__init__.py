@@ -1,0 +1,1 @@
+"""Tests of the metrics: counts, scores, reductions, confusion matrices, surface metrics."""

@@ -1,0 +1,1 @@
+"""NumPy references, written from the docstring equations; they share no code with the package."""
