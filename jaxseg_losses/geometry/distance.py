@@ -339,9 +339,10 @@ def unsigned_distance_field(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     Examples:
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
-      >>> mask = jnp.zeros((1, 1, 1, 6), bool).at[0, 0, 0, 1:3].set(True)
-      >>> print(jsl.geometry.unsigned_distance_field(mask, jnp.ones((1, 2)))[0, 0, 0])
-      [1. 1. 1. 1. 2. 3.]
+      >>> mask = jnp.zeros((1, 1, 2, 6), bool).at[0, 0, :, 1:3].set(True)   # [B, C, H, W]
+      >>> spacing = jnp.array([[1.0, 0.5]])   # rows 1 apart, columns 0.5 apart
+      >>> print(jsl.geometry.unsigned_distance_field(mask, spacing)[0, 0, 0])
+      [0.5 0.5 0.5 0.5 1.  1.5]
 
     References:
       Karimi & Salcudean, "Reducing the Hausdorff Distance in Medical Image Segmentation with

@@ -39,9 +39,11 @@ def soft_erode(x: jax.Array) -> jax.Array:
       <soft mask args>
 
     Returns:
-      ``[B, *spatial, C]``, the same dtype.
+      ``[B, *spatial, C]``: each element's minimum over its cross, in the dtype of ``x``.
 
     Examples:
+      A 3 × 3 square with a horizontal bar through it erodes to the square's centre row:
+
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
       >>> x = jnp.zeros((1, 5, 5, 1)).at[0, 1:4, 1:4, 0].set(1.0).at[0, 2, :, 0].set(1.0)
@@ -67,9 +69,11 @@ def soft_dilate(x: jax.Array) -> jax.Array:
       <soft mask args>
 
     Returns:
-      ``[B, *spatial, C]``, the same dtype.
+      ``[B, *spatial, C]``: the maximum of each element's window, in the dtype of ``x``.
 
     Examples:
+      One element grows into the 3 × 3 block around it:
+
       >>> import jax.numpy as jnp
       >>> import jaxseg_losses as jsl
       >>> dot = jnp.zeros((1, 3, 3, 1)).at[0, 1, 1, 0].set(1.0)
