@@ -34,6 +34,19 @@ def assert_close(actual, expected, *, rtol=2e-5, atol=2e-6, err_msg=""):
     jax.tree.map(check, actual, expected)
 
 
+def exact_ints(x) -> np.ndarray:
+    """Exact counts (int32, int64 or ``ExactCount``) as int64 NumPy."""
+    return np.asarray(x, np.int64)
+
+
+def assert_counts(counts, expected, name=""):
+    """Every field of ``Counts`` equals ``expected[field]`` exactly."""
+    for field in ("tp", "fp", "fn", "tn"):
+        np.testing.assert_array_equal(
+            exact_ints(getattr(counts, field)), expected[field], err_msg=f"{name}: {field}"
+        )
+
+
 def has_nan(tree) -> bool:
     """Whether any leaf holds a NaN."""
     return any(bool(np.isnan(np.asarray(leaf)).any()) for leaf in jax.tree.leaves(tree))

@@ -160,7 +160,8 @@ def prepare_counts(
         num_classes = _checks.check_num_classes(num_classes)
     layout = _layout(predictions, labels, num_classes, class_axis, ignore_index)
     num_values = max(layout.num_classes, 2)
-    valid = _mask_pixels(mask, layout.pixel_shape)
+    batch, *spatial = layout.pixel_shape
+    valid = mask_pixels(mask, layout.pixel_shape).reshape(batch, math.prod(spatial))
     valid, label_classes, label_hits = _label_pixels(
         labels, layout, valid, ignore_index, num_values
     )
@@ -324,10 +325,13 @@ def mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:
     return mask.astype(jnp.bool_)
 
 
-def _mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:
-    """``[B, P]`` bool: the pixels that ``mask`` lets count (all without one)."""
-    batch, pixels = pixel_shape[0], math.prod(pixel_shape[1:])
-    return mask_pixels(mask, pixel_shape).reshape(batch, pixels)
+def counted_pixels(
+    mask: Any, pixel_shape: tuple[int, ...], labels: jax.Array, ignore_index: int | None
+) -> jax.Array:
+    """``pixel_shape`` bool: the pixels that count, neither masked out nor labelled
+    ``ignore_index`` (``labels`` integer class indices of that shape when it is given)."""
+    counted = mask_pixels(mask, pixel_shape)
+    return counted if ignore_index is None else counted & (labels != ignore_index)
 
 
 def _channels_last(x: jax.Array, axis: int | None, valid: jax.Array, layout: _Layout) -> jax.Array:

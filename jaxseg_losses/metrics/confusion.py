@@ -19,7 +19,11 @@ from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import documented, set_doc
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses._core.signatures import bind, give_signature
-from jaxseg_losses.metrics._prepare import check_count_dtype, mask_pixels, predicted_labels
+from jaxseg_losses.metrics._prepare import (
+    check_count_dtype,
+    counted_pixels,
+    predicted_labels,
+)
 from jaxseg_losses.metrics._scoring import FloatCounts, float_counts
 from jaxseg_losses.metrics.counts import Counts
 from jaxseg_losses.metrics.overlap_scores import dice, iou
@@ -94,10 +98,8 @@ def confusion_matrix(
             "them as boolean (or 0/1) arrays."
         )
     label_shape = tuple(labels.shape)
-    counted = mask_pixels(mask, label_shape)
     labels = labels.astype(jnp.int32)
-    if ignore_index is not None:
-        counted = counted & (labels != ignore_index)
+    counted = counted_pixels(mask, label_shape, labels, ignore_index)
     predicted = predicted_labels(
         jnp.asarray(predictions), label_shape, num_classes, class_axis, threshold, counted
     )

@@ -51,7 +51,7 @@ from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
 from jaxseg_losses.geometry.morphology import surface
-from jaxseg_losses.metrics._prepare import mask_pixels
+from jaxseg_losses.metrics._prepare import counted_pixels
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -255,15 +255,13 @@ def _counted(
     an excluded pixel holds is inert.
     """
     pixel_shape = (predicted.shape[0], *predicted.shape[2:])
-    counted = mask_pixels(mask, pixel_shape)
     labels = jnp.asarray(labels)
-    if ignore_index is not None:
-        if not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise ValueError(
-                "`ignore_index` applies to integer labels; boolean one-hot masks were given. "
-                "Pass `mask` to exclude pixels."
-            )
-        counted = counted & (labels != ignore_index)
+    if ignore_index is not None and not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(
+            "`ignore_index` applies to integer labels; boolean one-hot masks were given. "
+            "Pass `mask` to exclude pixels."
+        )
+    counted = counted_pixels(mask, pixel_shape, labels, ignore_index)
     for name, value in (("predictions", jnp.asarray(predictions)), ("labels", labels)):
         if jnp.issubdtype(value.dtype, jnp.integer):
             assert num_classes is not None

@@ -9,21 +9,11 @@ import pytest
 
 import jaxseg_losses as jsl
 from jaxseg_losses import metrics
+from tests.helpers import exact_ints
 from tests.references import metrics as ref
 
 M = metrics
 NAN = math.nan
-
-
-def _exact(x):
-    return np.asarray(x, np.int64)
-
-
-def _assert_counts(counts, expected, name=""):
-    for field in ("tp", "fp", "fn", "tn"):
-        np.testing.assert_array_equal(
-            _exact(getattr(counts, field)), expected[field], err_msg=f"{name}: {field}"
-        )
 
 
 def test_accumulator_counts_stay_exact_past_two_to_the_31():
@@ -49,7 +39,7 @@ def test_accumulator_counts_stay_exact_past_two_to_the_31():
     acc = on_devices(acc, np.stack([predictions] * 2), np.stack([labels] * 2))
     batch = np.array([[2, 1], [1, 3]])
     expected = start + 5 * batch
-    np.testing.assert_array_equal(_exact(acc.matrix), expected)
+    np.testing.assert_array_equal(exact_ints(acc.matrix), expected)
     assert int(acc.matrix[1, 1]) == 2**53 + 5
     iou = expected.diagonal() / (expected.sum(0) + expected.sum(1) - expected.diagonal())
     np.testing.assert_allclose(acc.compute()["iou"], iou, rtol=1e-6)

@@ -16,21 +16,11 @@ import pytest
 import jaxseg_losses as jsl
 from jaxseg_losses import metrics
 from jaxseg_losses._core import fused as _fused
+from tests.helpers import assert_counts, exact_ints
 from tests.references import metrics as ref
 
 M = metrics
 NAN = math.nan
-
-
-def _exact(x):
-    return np.asarray(x, np.int64)
-
-
-def _assert_counts(counts, expected, name=""):
-    for field in ("tp", "fp", "fn", "tn"):
-        np.testing.assert_array_equal(
-            _exact(getattr(counts, field)), expected[field], err_msg=f"{name}: {field}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +185,7 @@ def test_overlap_counts_match_numpy_for_every_input_kind(strategy, monkeypatch):
     for (name, _, _, expected), counts in zip(cases, results, strict=True):
         assert isinstance(counts.tp, M.ExactCount)
         assert counts.shape == expected["tp"].shape, name
-        _assert_counts(counts, expected, name)
+        assert_counts(counts, expected, name)
 
 
 def test_overlap_counts_match_scikit_learn_per_image():
@@ -210,7 +200,7 @@ def test_overlap_counts_match_scikit_learn_per_image():
             labels[b], predictions[b], labels=list(range(5))
         )
         expected = {"tn": cm[:, 0, 0], "fp": cm[:, 0, 1], "fn": cm[:, 1, 0], "tp": cm[:, 1, 1]}
-        _assert_counts(counts[b], expected, f"image {b}")
+        assert_counts(counts[b], expected, f"image {b}")
 
 
 def test_large_images_are_counted_in_chunks(monkeypatch):
@@ -221,7 +211,7 @@ def test_large_images_are_counted_in_chunks(monkeypatch):
     whole = jax.jit(count)(predictions, labels)
     monkeypatch.setattr("jaxseg_losses.metrics.counts._MAX_CHUNK_PIXELS", 7)  # 4 chunks of 7
     chunked = jax.jit(count)(predictions, labels)
-    _assert_counts(chunked, {f: _exact(getattr(whole, f)) for f in ("tp", "fp", "fn", "tn")})
+    assert_counts(chunked, {f: exact_ints(getattr(whole, f)) for f in ("tp", "fp", "fn", "tn")})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,13 +247,15 @@ def test_counts_add_over_micro_batches_and_devices():
 
     out = run(predictions, labels)
     for f in ("tp", "fp", "fn", "tn"):
-        whole = _exact(getattr(out["whole"], f))
-        np.testing.assert_array_equal(_exact(getattr(out["concatenated"], f)), whole)
-        np.testing.assert_array_equal(_exact(getattr(out["pooled"], f)), whole.sum(0))
-        np.testing.assert_array_equal(_exact(getattr(out["device"], f)), whole.sum(0))
+        whole = exact_ints(getattr(out["whole"], f))
+        np.testing.assert_array_equal(exact_ints(getattr(out["concatenated"], f)), whole)
+        np.testing.assert_array_equal(exact_ints(getattr(out["pooled"], f)), whole.sum(0))
+        np.testing.assert_array_equal(exact_ints(getattr(out["device"], f)), whole.sum(0))
     np.testing.assert_allclose(out["pooled_iou"], out["union_iou"], rtol=1e-6)
     np.testing.assert_allclose(out["pooled_mcc"], out["union_mcc"], rtol=1e-6)
-    np.testing.assert_array_equal(_exact(out["builtin_sum"].tp), _exact(out["whole"].tp)[:2].sum(0))
+    np.testing.assert_array_equal(
+        exact_ints(out["builtin_sum"].tp), exact_ints(out["whole"].tp)[:2].sum(0)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,12 +283,12 @@ def test_exact_counts_past_two_to_the_31_and_near_two_to_the_53():
         }
 
     out = arithmetic(values, M.ExactCount(np.ones((2, 3), np.int64)))
-    np.testing.assert_array_equal(_exact(out["add"]), big + 1)
-    np.testing.assert_array_equal(_exact(out["double"]), 2 * big)
-    np.testing.assert_array_equal(_exact(out["sub"]), big)
-    np.testing.assert_array_equal(_exact(out["sum0"]), big.sum(0))
+    np.testing.assert_array_equal(exact_ints(out["add"]), big + 1)
+    np.testing.assert_array_equal(exact_ints(out["double"]), 2 * big)
+    np.testing.assert_array_equal(exact_ints(out["sub"]), big)
+    np.testing.assert_array_equal(exact_ints(out["sum0"]), big.sum(0))
     assert int(out["sum"]) == int(big.sum())
-    np.testing.assert_array_equal(_exact(out["psum"]), 3 * big)
+    np.testing.assert_array_equal(exact_ints(out["psum"]), 3 * big)
     np.testing.assert_allclose(out["float"], big.astype(np.float64), rtol=2**-23)
     # A sum over more values than one reduction may add before carrying (2**14).
     many = M.ExactCount(np.full((40000,), 2**20 + 3, np.int64))

@@ -17,17 +17,6 @@ M = metrics
 NAN = math.nan
 
 
-def _exact(x):
-    return np.asarray(x, np.int64)
-
-
-def _assert_counts(counts, expected, name=""):
-    for field in ("tp", "fp", "fn", "tn"):
-        np.testing.assert_array_equal(
-            _exact(getattr(counts, field)), expected[field], err_msg=f"{name}: {field}"
-        )
-
-
 # ----------------------------------------------------------------------------------------------
 # Scores: one definition each, every empty rule.
 
