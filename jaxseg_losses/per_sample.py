@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import set_doc
+from jaxseg_losses._core.signatures import give_signature
 from jaxseg_losses.registry import BUILTIN_LOSSES
 
 _BATCH_ONLY = ("aggregate", "axis_name", "reduction")
@@ -86,7 +87,7 @@ def single_example(batch_loss: Callable[..., jax.Array]) -> Callable[..., jax.Ar
         return jax.tree.map(lambda x: x[0], per_sample)
 
     keep = [p for name, p in parameters.items() if name not in _BATCH_ONLY]
-    loss.__signature__ = inspect.Signature(keep, return_annotation="jax.Array")  # type: ignore[attr-defined]
+    give_signature(loss, inspect.Signature(keep, return_annotation="jax.Array"))
     return set_doc(
         loss,
         f"Single-example :func:`jaxseg_losses.{batch_loss.__name__}`: ``logits`` ``[*spatial, C]``,"

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jaxseg_losses._core.checks import ACTIVATIONS
 from jaxseg_losses.losses import focal, lovasz, pairs, pixelwise, region, spatial
 
 LossFn = Callable[..., Any]
@@ -51,7 +52,7 @@ class BuiltinLoss:
     @property
     def activations(self) -> tuple[str | None, ...]:
         """The activations it accepts (a loss fixed to ``"sigmoid"`` needs one binary channel)."""
-        return getattr(self.fn, "activations", ("softmax", "sigmoid", None))
+        return getattr(self.fn, "activations", ACTIVATIONS)
 
 
 def _named(*names: str, **bound: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
