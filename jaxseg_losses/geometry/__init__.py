@@ -5,17 +5,21 @@
   field of masks;
 * :mod:`~jaxseg_losses.geometry.morphology`: soft erosion, dilation and skeleton (clDice), the
   hard surface of a mask (the surface metrics);
+* :mod:`~jaxseg_losses.geometry.components`: connected components of boolean masks, numbered
+  as ``scipy.ndimage.label`` numbers them (the instance and topology metrics);
 * :mod:`~jaxseg_losses.geometry.resize`: nearest-exact resizing by static gathers (deep
   supervision).
 
 Nothing here knows about losses or metrics; both build on it.
 """
 
+from jaxseg_losses.geometry.components import connected_components
 from jaxseg_losses.geometry.distance import signed_distance_map, unsigned_distance_field
 from jaxseg_losses.geometry.morphology import soft_dilate, soft_erode, soft_skeleton, surface
 from jaxseg_losses.geometry.resize import nearest_exact_indices, resize_nearest
 
 __all__ = [
+    "connected_components",
     "nearest_exact_indices",
     "resize_nearest",
     "signed_distance_map",

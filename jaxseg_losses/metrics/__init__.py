@@ -49,6 +49,7 @@ GPU/TPU, never a Python loop.
 """
 
 from jaxseg_losses._core.exact import ExactCount
+from jaxseg_losses.geometry.components import connected_components
 from jaxseg_losses.metrics.accumulators import ConfusionMatrixAccumulator, PerImageAccumulator
 from jaxseg_losses.metrics.composite_scores import (
     accuracy,
@@ -106,6 +107,7 @@ __all__ = [
     "balanced_accuracy",
     "compute_metrics",
     "confusion_matrix",
+    "connected_components",
     "dice",
     "distance_transform",
     "f_beta",
