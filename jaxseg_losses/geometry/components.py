@@ -115,7 +115,9 @@ def _compress(parent: jax.Array) -> tuple[jax.Array, jax.Array]:
     def not_flat(state: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
         return state[2]
 
-    def jump(state: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+    def jump(
+        state: tuple[jax.Array, jax.Array, jax.Array],
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         # Two steps per test of flatness: the test costs as much as a step.
         p, steps, _ = state
         grand = p[p]
