@@ -51,6 +51,7 @@ GPU/TPU, never a Python loop.
 from jaxseg_losses._core.exact import ExactCount
 from jaxseg_losses.geometry.components import connected_components
 from jaxseg_losses.metrics.accumulators import ConfusionMatrixAccumulator, PerImageAccumulator
+from jaxseg_losses.metrics.boundary_iou import boundary_iou
 from jaxseg_losses.metrics.composite_scores import (
     accuracy,
     balanced_accuracy,
@@ -93,6 +94,7 @@ from jaxseg_losses.metrics.surface import (
     hausdorff_distance,
     surface_dice,
 )
+from jaxseg_losses.metrics.volume import volume_difference
 
 __all__ = [
     "GENERALIZED_DICE_REDUCTIONS",
@@ -105,6 +107,7 @@ __all__ = [
     "accuracy",
     "average_surface_distance",
     "balanced_accuracy",
+    "boundary_iou",
     "compute_metrics",
     "confusion_matrix",
     "connected_components",
@@ -134,4 +137,5 @@ __all__ = [
     "reduce",
     "specificity",
     "surface_dice",
+    "volume_difference",
 ]

@@ -39,7 +39,6 @@ References:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -51,11 +50,16 @@ from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
 from jaxseg_losses.geometry.morphology import surface
-from jaxseg_losses.metrics._prepare import counted_pixels
+from jaxseg_losses.metrics._masks import (
+    MAX_SPATIAL_DIMS,
+    class_masks,
+    concrete,
+    real_array,
+    spacing_rows,
+)
 
 ArrayLike = jax.typing.ArrayLike
 
-_MAX_SPATIAL_DIMS = 3
 # Non-negative float32 values order like their bit patterns; +inf is the largest of them.
 _INF_BITS = 0x7F800000
 _BISECTION_STEPS = 31  # ceil(log2(_INF_BITS + 1)): narrows [0, _INF_BITS] to one value
@@ -70,113 +74,9 @@ def _check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def _concrete(value: Any) -> np.ndarray | None:
-    """The value as a NumPy array, or ``None`` when it is traced (checked at run time only)."""
-    try:
-        return np.asarray(value)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-        return None
-
-
-def _real_array(name: str, value: Any) -> jax.Array:
-    try:
-        array = jnp.asarray(value)
-    except TypeError:
-        raise TypeError(
-            f"`{name}` must hold real numbers; got {type(value).__name__} {value!r}."
-        ) from None
-    if array.dtype == jnp.bool_ or not (
-        jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)
-    ):
-        raise TypeError(f"`{name}` must hold real numbers; got dtype {array.dtype}.")
-    return array.astype(jnp.float32)
-
-
 def _check_metric(distance_metric: Any) -> str:
     _checks.check_choice("distance_metric", distance_metric, _distance.METRICS)
     return str(distance_metric)
-
-
-def _spacing(spacing: Any, batch: tuple[int, ...], dims: int) -> jax.Array:
-    """``spacing`` as float32 ``[*batch, D]``: ``None``, a scalar, ``[D]`` or ``[*batch, D]``."""
-    if spacing is None:
-        return jnp.ones((*batch, dims), jnp.float32)
-    array = _real_array("spacing", spacing)
-    shapes = [(), (dims,), (*batch, dims)] if batch else [(), (dims,)]
-    if array.shape not in shapes:
-        shown = " or ".join(str(s) for s in shapes)
-        raise ValueError(
-            f"`spacing` must be a scalar or have shape {shown} (one value per spatial axis"
-            f"{', or one row per image' if batch else ''}); got shape {tuple(array.shape)}."
-        )
-    concrete = _concrete(spacing)
-    if concrete is not None:
-        if not np.all(np.isfinite(concrete) & (concrete > 0)):
-            raise ValueError(f"`spacing` must be positive and finite; got {concrete.tolist()}.")
-    else:
-        _checks.check_values(
-            jnp.all(jnp.isfinite(array) & (array > 0)), "`spacing` must be positive and finite"
-        )
-    if array.ndim < 2:
-        array = jnp.broadcast_to(array, (*batch, dims))
-    return array
-
-
-def _class_masks(name: str, value: Any, num_classes: int | None, class_axis: Any) -> jax.Array:
-    """One argument as boolean masks ``[B, C, *spatial]``, from label indices or one-hot masks."""
-    array = jnp.asarray(value)
-    if array.dtype == jnp.bool_:
-        if not 3 <= array.ndim <= _MAX_SPATIAL_DIMS + 2:
-            raise ValueError(
-                f"Boolean `{name}` are one-hot masks [B, *spatial, C] with 1 to "
-                f"{_MAX_SPATIAL_DIMS} spatial axes (rank 3 to {_MAX_SPATIAL_DIMS + 2}); got shape "
-                f"{tuple(array.shape)}."
-            )
-        axis = _class_axis(class_axis, array.ndim)
-        if axis == 0:
-            raise ValueError("`class_axis` must not be the batch axis 0.")
-        channels = array.shape[axis]
-        if num_classes is not None and num_classes != channels:
-            raise ValueError(
-                f"`{name}` have {channels} classes along `class_axis`, but "
-                f"num_classes={num_classes}."
-            )
-        return jnp.moveaxis(array, axis, 1)
-    if jnp.issubdtype(array.dtype, jnp.integer):
-        if num_classes is None:
-            raise ValueError(
-                f"Integer `{name}` are class indices [B, *spatial] and need `num_classes`; "
-                "pass num_classes=C, or boolean one-hot masks."
-            )
-        if not 2 <= array.ndim <= _MAX_SPATIAL_DIMS + 1:
-            raise ValueError(
-                f"Integer `{name}` are class indices [B, *spatial] with 1 to {_MAX_SPATIAL_DIMS} "
-                f"spatial axes (rank 2 to {_MAX_SPATIAL_DIMS + 1}); got shape "
-                f"{tuple(array.shape)}."
-            )
-        indices = array.astype(jnp.int32)
-        classes = jnp.arange(num_classes, dtype=jnp.int32).reshape(
-            (1, num_classes) + (1,) * (array.ndim - 1)
-        )
-        return indices[:, None] == classes
-    raise TypeError(
-        f"`{name}` must be integer class indices or boolean one-hot masks; got dtype "
-        f"{array.dtype}. Take the arg-max of scores (or threshold probabilities) first."
-    )
-
-
-def _class_axis(class_axis: Any, ndim: int) -> int:
-    if not isinstance(class_axis, numbers.Integral) or isinstance(class_axis, bool):
-        raise TypeError(
-            f"`class_axis` must be an int; got {type(class_axis).__name__} {class_axis!r}."
-        )
-    axis = int(class_axis)
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"`class_axis`={axis} is out of range for one-hot masks of rank {ndim}; expected an "
-            f"axis in [{-ndim}, {ndim - 1}]."
-        )
-    return axis % ndim
 
 
 class _Masks(NamedTuple):
@@ -201,76 +101,21 @@ def _prepare(
     """Validated inputs: masks ``[B, C, *spatial]`` of both arguments, spacing ``[B, D]``.
 
     An excluded pixel (``mask`` 0/False there, or a label equal to ``ignore_index``) is in no
-    mask: it lies outside every mask like a pixel beyond the image (see :func:`_counted`).
+    mask: it lies outside every mask like a pixel beyond the image.
     """
     ignore_index, mask = excluded
-    ignore_index = _checks.check_label_value("ignore_index", ignore_index)
-    if not isinstance(class_axis, numbers.Integral) or isinstance(class_axis, bool):
-        raise TypeError(
-            f"`class_axis` must be an int; got {type(class_axis).__name__} {class_axis!r}."
-        )
-    if num_classes is not None:
-        num_classes = _checks.check_num_classes(num_classes, none_allowed=True)
-    include_background = _check_bool("include_background", include_background)
     metric = _check_metric(distance_metric)
-    predicted = _class_masks("predictions", predictions, num_classes, class_axis)
-    truth = _class_masks("labels", labels, num_classes, class_axis)
-    if predicted.shape != truth.shape:
-        raise ValueError(
-            f"`predictions` and `labels` must describe the same images and classes: as masks "
-            f"[B, C, *spatial] they have shapes {tuple(predicted.shape)} and "
-            f"{tuple(truth.shape)}."
-        )
-    one_hot = jnp.asarray(predictions).dtype == jnp.bool_ or jnp.asarray(labels).dtype == jnp.bool_
-    if not one_hot and class_axis != -1:
-        raise ValueError(
-            f"`class_axis`={class_axis} applies to one-hot masks, but both `predictions` and "
-            "`labels` are integer class indices (which have no class axis)."
-        )
-    counted = _counted(predictions, labels, predicted, num_classes, ignore_index, mask)
-    predicted = predicted & counted[:, None]
-    truth = truth & counted[:, None]
-    if not include_background:
-        if predicted.shape[1] < 2:
-            raise ValueError(
-                "include_background=False drops class 0, which would leave no class: there is "
-                "a single class. Pass include_background=True."
-            )
-        predicted, truth = predicted[:, 1:], truth[:, 1:]
+    predicted, truth = class_masks(
+        predictions,
+        labels,
+        num_classes=num_classes,
+        class_axis=class_axis,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        mask=mask,
+    )
     dims = predicted.ndim - 2
-    return _Masks(predicted, truth, _spacing(spacing, predicted.shape[:1], dims), metric)
-
-
-def _counted(
-    predictions: Any,
-    labels: Any,
-    predicted: jax.Array,
-    num_classes: int | None,
-    ignore_index: int | None,
-    mask: Any,
-) -> jax.Array:
-    """``[B, *spatial]`` bool: the pixels that count (not masked, not ``ignore_index``).
-
-    ``jsl.checked`` reports integer classes outside ``[0, C)`` on these pixels only: whatever
-    an excluded pixel holds is inert.
-    """
-    pixel_shape = (predicted.shape[0], *predicted.shape[2:])
-    labels = jnp.asarray(labels)
-    if ignore_index is not None and not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(
-            "`ignore_index` applies to integer labels; boolean one-hot masks were given. "
-            "Pass `mask` to exclude pixels."
-        )
-    counted = counted_pixels(mask, pixel_shape, labels, ignore_index)
-    for name, value in (("predictions", jnp.asarray(predictions)), ("labels", labels)):
-        if jnp.issubdtype(value.dtype, jnp.integer):
-            assert num_classes is not None
-            in_range = (value >= 0) & (value < num_classes)
-            allowed = f" or equal ignore_index ({ignore_index})" if name == "labels" else ""
-            _checks.check_elements(
-                name, in_range | ~counted, value, f"lie in [0, {num_classes}){allowed}"
-            )
-    return counted
+    return _Masks(predicted, truth, spacing_rows(spacing, predicted.shape[:1], dims), metric)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,13 +265,13 @@ def distance_transform(
             f"`mask` must be boolean; got dtype {array.dtype}. Pass `mask != 0` for the "
             "nonzero elements."
         )
-    if not 1 <= array.ndim <= _MAX_SPATIAL_DIMS:
+    if not 1 <= array.ndim <= MAX_SPATIAL_DIMS:
         raise ValueError(
-            f"`mask` must have 1 to {_MAX_SPATIAL_DIMS} axes; got shape {tuple(array.shape)}. "
+            f"`mask` must have 1 to {MAX_SPATIAL_DIMS} axes; got shape {tuple(array.shape)}. "
             "Batch images with jax.vmap."
         )
     metric = _check_metric(distance_metric)
-    return _distance.transform(~array, _spacing(spacing, (), array.ndim), metric)
+    return _distance.transform(~array, spacing_rows(spacing, (), array.ndim), metric)
 
 
 def _check_percentile(percentile: Any) -> jax.Array | None:
@@ -437,14 +282,14 @@ def _check_percentile(percentile: Any) -> jax.Array | None:
             f"`percentile` must be a real number in [0, 100] or None; got "
             f"{type(percentile).__name__} {percentile!r}."
         )
-    q = _real_array("percentile", percentile)
+    q = real_array("percentile", percentile)
     if q.ndim != 0:
         raise ValueError(f"`percentile` must be a scalar; got shape {tuple(q.shape)}.")
-    concrete = _concrete(percentile)
-    if concrete is None:
+    known = concrete(percentile)
+    if known is None:
         _checks.check_values((q >= 0) & (q <= 100), "`percentile` must lie in [0, 100]")
         return q / 100.0
-    value = float(concrete)
+    value = float(known)
     if not 0.0 <= value <= 100.0:
         raise ValueError(f"`percentile` must lie in [0, 100]; got {value}.")
     # Divided in float64 and then rounded, like MONAI's `percentile / 100`.
@@ -644,19 +489,17 @@ def surface_dice(
 
 def _tolerance(tolerance: Any, classes: int, include_background: bool) -> jax.Array:
     """``tolerance`` as float32 ``[C]``, one per class of the result."""
-    array = _real_array("tolerance", tolerance)
+    array = real_array("tolerance", tolerance)
     if array.shape not in ((), (classes,)):
         reported = "classes 0 .. C-1" if include_background else "classes 1 .. C-1"
         raise ValueError(
             f"`tolerance` must be a scalar or have shape ({classes},), one value per class of "
             f"the result ({reported}); got shape {tuple(array.shape)}."
         )
-    concrete = _concrete(tolerance)
-    if concrete is not None:
-        if not np.all(np.isfinite(concrete) & (concrete >= 0)):
-            raise ValueError(
-                f"`tolerance` must be finite and non-negative; got {concrete.tolist()}."
-            )
+    known = concrete(tolerance)
+    if known is not None:
+        if not np.all(np.isfinite(known) & (known >= 0)):
+            raise ValueError(f"`tolerance` must be finite and non-negative; got {known.tolist()}.")
     else:
         _checks.check_values(
             jnp.all(jnp.isfinite(array) & (array >= 0)),

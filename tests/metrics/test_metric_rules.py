@@ -156,6 +156,22 @@ METRIC_CASES: dict[str, Callable[[Inputs, dict[str, Any]], Any]] = {
     "surface_dice": lambda x, ex: metrics.surface_dice(
         x.classes, x.labels, num_classes=C, tolerance=1.0, **ex
     ),
+    "boundary_iou": lambda x, ex: metrics.boundary_iou(x.classes, x.labels, num_classes=C, **ex),
+    "boundary_iou/one-hot wide": lambda x, ex: metrics.boundary_iou(
+        _hot(x.classes), x.labels, num_classes=C, dilation_ratio=0.3, include_background=True, **ex
+    ),
+    "volume_difference": lambda x, ex: metrics.volume_difference(
+        x.classes, x.labels, num_classes=C, include_background=True, **ex
+    ),
+    "volume_difference/relative": lambda x, ex: metrics.volume_difference(
+        _hot(x.classes),
+        x.labels,
+        num_classes=C,
+        relative=True,
+        absolute=True,
+        spacing=(1.0, 0.5),
+        **ex,
+    ),
 }
 
 EXCLUSIONS = ("ignore_index", "mask", "mask weights")
