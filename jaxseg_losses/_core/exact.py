@@ -314,3 +314,15 @@ def check_copies(copies: jax.Array, owner: str) -> jax.Array | None:
     if not np.all(concrete == 1):
         raise ValueError(f"{message} (copies={concrete.tolist()})")
     return None
+
+
+def refuse_if_summed(copies: jax.Array, owner: str, results: Any) -> Any:
+    """The results, or NaN in every float leaf (traced) / an error (concrete) after a collective
+    sum of the whole accumulator (see :func:`check_copies`)."""
+    ok = check_copies(copies, owner)
+    if ok is None:
+        return results
+    return jax.tree.map(
+        lambda x: jnp.where(ok, x, jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        results,
+    )

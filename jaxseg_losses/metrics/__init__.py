@@ -52,6 +52,16 @@ from jaxseg_losses._core.exact import ExactCount
 from jaxseg_losses.geometry.components import connected_components
 from jaxseg_losses.metrics.accumulators import ConfusionMatrixAccumulator, PerImageAccumulator
 from jaxseg_losses.metrics.boundary_iou import boundary_iou
+from jaxseg_losses.metrics.calibration import (
+    CALIBRATION_NORMS,
+    CALIBRATION_REDUCTIONS,
+    CalibrationAccumulator,
+    ReliabilityDiagram,
+    bin_edges,
+    calibration_error,
+    per_class_calibration_error,
+    reliability_diagram,
+)
 from jaxseg_losses.metrics.composite_scores import (
     accuracy,
     balanced_accuracy,
@@ -97,17 +107,23 @@ from jaxseg_losses.metrics.surface import (
 from jaxseg_losses.metrics.volume import volume_difference
 
 __all__ = [
+    "CALIBRATION_NORMS",
+    "CALIBRATION_REDUCTIONS",
     "GENERALIZED_DICE_REDUCTIONS",
     "REDUCTIONS",
     "STREAMED_REDUCTIONS",
+    "CalibrationAccumulator",
     "ConfusionMatrixAccumulator",
     "Counts",
     "ExactCount",
     "PerImageAccumulator",
+    "ReliabilityDiagram",
     "accuracy",
     "average_surface_distance",
     "balanced_accuracy",
+    "bin_edges",
     "boundary_iou",
+    "calibration_error",
     "compute_metrics",
     "confusion_matrix",
     "connected_components",
@@ -130,11 +146,13 @@ __all__ = [
     "miss_rate",
     "negative_predictive_value",
     "overlap_counts",
+    "per_class_calibration_error",
     "pixel_accuracy",
     "precision",
     "prevalence_threshold",
     "recall",
     "reduce",
+    "reliability_diagram",
     "specificity",
     "surface_dice",
     "volume_difference",

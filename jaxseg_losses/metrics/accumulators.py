@@ -42,17 +42,6 @@ def _copies_one() -> jax.Array:
     return jnp.ones((), jnp.int32)
 
 
-def _refuse_if_summed(copies: jax.Array, owner: str, results: Any) -> Any:
-    """The results, or NaN everywhere (traced) / an error (concrete) after a collective sum."""
-    ok = _exact.check_copies(copies, owner)
-    if ok is not None:
-        return jax.tree.map(
-            lambda x: jnp.where(ok, x, jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x,
-            results,
-        )
-    return results
-
-
 @jax.tree_util.register_pytree_node_class
 class ConfusionMatrixAccumulator:
     """A running confusion matrix for an evaluation loop, as an immutable pytree.
@@ -202,7 +191,7 @@ class ConfusionMatrixAccumulator:
         """Every metric of :func:`compute_metrics` for the pixels counted so far."""
         # One compiled program, also when called outside jit (inlined when traced).
         results = _compute_metrics_jit(self.matrix)
-        return _refuse_if_summed(self.copies, "ConfusionMatrixAccumulator", results)
+        return _exact.refuse_if_summed(self.copies, "ConfusionMatrixAccumulator", results)
 
 
 @jax.jit
@@ -525,7 +514,7 @@ class PerImageAccumulator:
             name: (value, count) if return_count else value
             for name, (value, count) in finished.items()
         }
-        return _refuse_if_summed(self.copies, "PerImageAccumulator", results)
+        return _exact.refuse_if_summed(self.copies, "PerImageAccumulator", results)
 
     def __repr__(self) -> str:
         return (

@@ -172,6 +172,38 @@ METRIC_CASES: dict[str, Callable[[Inputs, dict[str, Any]], Any]] = {
         spacing=(1.0, 0.5),
         **ex,
     ),
+    "calibration_error": lambda x, ex: metrics.calibration_error(x.scores, x.labels, **ex),
+    "calibration_error/l2 probabilities nchw": lambda x, ex: metrics.calibration_error(
+        jnp.moveaxis(jax.nn.softmax(x.scores), -1, 1),
+        x.labels,
+        norm="l2",
+        activation=None,
+        class_axis=1,
+        **ex,
+    ),
+    "calibration_error/one channel": lambda x, ex: metrics.calibration_error(
+        x.scores[..., :1], _binary(x.labels), activation="sigmoid", norm="max", **ex
+    ),
+    "reliability_diagram": lambda x, ex: metrics.reliability_diagram(
+        x.scores, x.labels, num_bins=10, **ex
+    ),
+    "per_class_calibration_error": lambda x, ex: metrics.per_class_calibration_error(
+        x.scores, x.labels, **ex
+    ),
+    "per_class_calibration_error/average sigmoid": lambda x, ex: (
+        metrics.per_class_calibration_error(
+            x.scores,
+            x.labels,
+            calibration_reduction="average",
+            activation="sigmoid",
+            include_background=False,
+            right=True,
+            **ex,
+        )
+    ),
+    "CalibrationAccumulator.update": lambda x, ex: (
+        metrics.CalibrationAccumulator.empty(10).update(x.scores, x.labels, **ex).compute()
+    ),
 }
 
 EXCLUSIONS = ("ignore_index", "mask", "mask weights")
@@ -422,6 +454,11 @@ UNLIKE_PAIRS = {
         r"class_weights=None.*class_weights=\[1.0, 2.0, 1.0\]",
     ),
     "per-image dtype": (_per_image(), _per_image(dtype=jnp.bfloat16), r"float32.*bfloat16"),
+    "calibration bins": (
+        metrics.CalibrationAccumulator.empty(15),
+        metrics.CalibrationAccumulator.empty(10),
+        r"15 bins.*10 bins",
+    ),
 }
 
 
@@ -464,6 +501,12 @@ SCORE_READERS = {
     "overlap_counts": lambda s, y, **o: metrics.overlap_counts(s, y, **o),
     "confusion_matrix": lambda s, y, **o: metrics.confusion_matrix(s, y, 3, **o),
     "ConfusionMatrixAccumulator.update": lambda s, y, **o: _confusion(3).update(s, y, **o).matrix,
+    "calibration_error": lambda s, y, **o: metrics.calibration_error(s, y, **o),
+    "per_class_calibration_error": lambda s, y, **o: metrics.per_class_calibration_error(s, y, **o),
+    "reliability_diagram": lambda s, y, **o: metrics.reliability_diagram(s, y, **o),
+    "CalibrationAccumulator.update": lambda s, y, **o: (
+        metrics.CalibrationAccumulator.empty().update(s, y, **o).compute()
+    ),
 }
 
 
