@@ -80,6 +80,12 @@ from jaxseg_losses.metrics.confusion import (
     pixel_accuracy,
 )
 from jaxseg_losses.metrics.counts import Counts, overlap_counts
+from jaxseg_losses.metrics.lesions import (
+    LesionDetection,
+    LesionScores,
+    lesion_detection,
+    lesion_wise_scores,
+)
 from jaxseg_losses.metrics.overlap_scores import (
     GENERALIZED_DICE_REDUCTIONS,
     dice,
@@ -87,6 +93,7 @@ from jaxseg_losses.metrics.overlap_scores import (
     generalized_dice,
     iou,
 )
+from jaxseg_losses.metrics.panoptic import PanopticCounts, panoptic_counts, panoptic_quality
 from jaxseg_losses.metrics.rate_scores import (
     fall_out,
     false_discovery_rate,
@@ -104,6 +111,7 @@ from jaxseg_losses.metrics.surface import (
     hausdorff_distance,
     surface_dice,
 )
+from jaxseg_losses.metrics.topology import betti_errors, betti_numbers, cldice
 from jaxseg_losses.metrics.volume import volume_difference
 
 __all__ = [
@@ -116,14 +124,20 @@ __all__ = [
     "ConfusionMatrixAccumulator",
     "Counts",
     "ExactCount",
+    "LesionDetection",
+    "LesionScores",
+    "PanopticCounts",
     "PerImageAccumulator",
     "ReliabilityDiagram",
     "accuracy",
     "average_surface_distance",
     "balanced_accuracy",
+    "betti_errors",
+    "betti_numbers",
     "bin_edges",
     "boundary_iou",
     "calibration_error",
+    "cldice",
     "compute_metrics",
     "confusion_matrix",
     "connected_components",
@@ -139,6 +153,8 @@ __all__ = [
     "hausdorff_distance",
     "informedness",
     "iou",
+    "lesion_detection",
+    "lesion_wise_scores",
     "markedness",
     "mcc",
     "mean_dice",
@@ -146,6 +162,8 @@ __all__ = [
     "miss_rate",
     "negative_predictive_value",
     "overlap_counts",
+    "panoptic_counts",
+    "panoptic_quality",
     "per_class_calibration_error",
     "pixel_accuracy",
     "precision",

@@ -204,6 +204,48 @@ METRIC_CASES: dict[str, Callable[[Inputs, dict[str, Any]], Any]] = {
     "CalibrationAccumulator.update": lambda x, ex: (
         metrics.CalibrationAccumulator.empty(10).update(x.scores, x.labels, **ex).compute()
     ),
+    "cldice": lambda x, ex: metrics.cldice(x.classes, x.labels, num_classes=C, **ex),
+    "cldice/one-hot": lambda x, ex: metrics.cldice(
+        _hot(x.classes), x.labels, num_classes=C, include_background=True, **ex
+    ),
+    "betti_errors": lambda x, ex: metrics.betti_errors(x.classes, x.labels, num_classes=C, **ex),
+    "betti_errors/faces one-hot": lambda x, ex: metrics.betti_errors(
+        _hot(x.classes), x.labels, num_classes=C, connectivity=1, include_background=True, **ex
+    ),
+    # max_instances / max_lesions = the 9 x 10 pixels of an image: no case can overflow.
+    "panoptic_counts": lambda x, ex: metrics.panoptic_counts(
+        x.classes, x.labels, num_classes=C, max_instances=90, **ex
+    ),
+    "panoptic_counts/pairs, stuff, below 0.5": lambda x, ex: metrics.panoptic_counts(
+        (x.classes, x.classes % 2 + 1),
+        (x.labels, jnp.ones_like(x.labels)),
+        num_classes=C,
+        max_instances=90,
+        match_threshold=0.3,
+        stuff_classes=(2,),
+        **ex,
+    ),
+    "panoptic_quality": lambda x, ex: metrics.panoptic_quality(
+        x.classes,
+        x.labels,
+        num_classes=C,
+        max_instances=90,
+        connectivity=2,
+        include_background=True,
+        **ex,
+    ),
+    "lesion_wise_scores": lambda x, ex: metrics.lesion_wise_scores(
+        x.classes,
+        x.labels,
+        num_classes=C,
+        max_lesions=90,
+        dilation_iterations=1,
+        volume_threshold=1.0,
+        **ex,
+    ),
+    "lesion_detection/iou": lambda x, ex: metrics.lesion_detection(
+        x.classes, x.labels, num_classes=C, max_lesions=90, match="iou", **ex
+    ),
 }
 
 EXCLUSIONS = ("ignore_index", "mask", "mask weights")
