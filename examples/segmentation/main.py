@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> train.Result:
         f"per-case mean Dice {float(metrics['case_mean_dice']):.3f}, "
         f"wall time {result.wall_time_s:.0f} s"
     )
+    print(
+        f"objects (each digit an instance): panoptic quality "
+        f"{float(metrics['mean_panoptic_quality']):.3f}, lesion-wise Dice "
+        f"{float(metrics['mean_lesion_dice']):.3f}; expected calibration error "
+        f"{float(metrics['ece']):.4f}"
+    )
     print("wrote " + ", ".join(str(path) for path in paths.values()))
     return result
 

@@ -7,7 +7,10 @@ built with the library's combinator from a spec string such as ``"ce+dice"`` or
 The recipe (Flax NNX): ``nnx.Optimizer(model, optax.adamw(schedule), wrt=nnx.Param)``, an
 ``@nnx.jit`` train step with ``nnx.value_and_grad(loss_fn, has_aux=True)``, and an evaluation
 step that accumulates a confusion matrix (pooled per-class IoU and Dice, mean IoU with and without
-the background) and each image's foreground Dice (the per-case mean Dice of medical segmentation).
+the background), each image's foreground Dice (the per-case mean Dice of medical segmentation)
+and the confidence bins of the calibration error. The final evaluation also scores objects: every
+digit of a canvas is one instance (a connected component of its class), scored by panoptic
+quality and by the lesion-wise Dice of BraTS 2023.
 """
 
 import dataclasses
@@ -184,19 +187,28 @@ def train_step(
     return total, parts
 
 
-Accumulators = tuple[jsl.metrics.ConfusionMatrixAccumulator, jsl.metrics.PerImageAccumulator]
+Accumulators = tuple[
+    jsl.metrics.ConfusionMatrixAccumulator,
+    jsl.metrics.PerImageAccumulator,
+    jsl.metrics.CalibrationAccumulator,
+]
+# A static bound on the segments of one canvas (all classes, either side): the panoptic and
+# lesion-wise metrics lay their instances out in this many slots.
+MAX_INSTANCES = 128
 
 
 @nnx.jit
 def eval_step(model: UNet, accumulators: Accumulators, images, labels) -> Accumulators:
-    """Adds one batch to the pooled confusion matrix and to the per-image Dice sums."""
-    pooled, per_image = accumulators
+    """Adds one batch to the pooled confusion matrix, the per-image Dice sums and the
+    confidence bins."""
+    pooled, per_image, calibration = accumulators
     logits = model(images)
     pooled = pooled.update(logits, labels, ignore_index=data.IGNORE_INDEX)
     counts = jsl.metrics.overlap_counts(logits, labels, ignore_index=data.IGNORE_INDEX)
     # MONAI's DiceMetric convention: a class absent from an image's ground truth is left out.
     dice = jsl.metrics.dice(counts, ignore_empty=True)
-    return pooled, per_image.update({"dice": dice})
+    calibration = calibration.update(logits, labels, ignore_index=data.IGNORE_INDEX)
+    return pooled, per_image.update({"dice": dice}), calibration
 
 
 def evaluate(
@@ -207,6 +219,7 @@ def evaluate(
     batch_size: int,
     *,
     hd95: bool = False,
+    instances: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode).
 
@@ -217,25 +230,97 @@ def evaluate(
     per foreground class, the mean over the images where both the ground truth and the
     prediction contain the class of the 95th-percentile Hausdorff distance (pixels), and
     ``hd95_one_sided`` ``[C - 1]``: the number of images where only one of them does (an
-    infinite distance, left out of the mean).
+    infinite distance, left out of the mean). Always ``ece`` (the top-label expected calibration
+    error of the softmax) and ``reliability_*`` (its bins: ``lower``, ``upper``, ``confidence``,
+    ``accuracy``, ``count``). With ``instances``, the object metrics of :func:`instance_metrics`.
     """
     model.eval()
     accumulators = (
         jsl.metrics.ConfusionMatrixAccumulator.empty(num_classes),
         jsl.metrics.PerImageAccumulator.empty(("dice",), num_classes, include_background=False),
+        jsl.metrics.CalibrationAccumulator.empty(15),
     )
     for batch_images, batch_labels in data.iterate_batches(
         images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
     ):
         accumulators = eval_step(model, accumulators, batch_images, batch_labels)
     model.train()
-    pooled, per_image = accumulators
+    pooled, per_image, calibration = accumulators
     results = dict(pooled.compute())
     results["foreground_mean_iou"] = jsl.metrics.mean_iou(pooled.matrix, include_background=False)
     results["case_mean_dice"] = per_image.compute(reduction="mean")["dice"]
+    results["ece"] = calibration.compute(norm="l1")
+    for field, values in calibration.reliability_diagram()._asdict().items():
+        results[f"reliability_{field}"] = values
     if hd95:
         results.update(hausdorff_95(model, images, labels, num_classes, batch_size))
+    if instances:
+        results.update(instance_metrics(model, images, labels, num_classes, batch_size))
     return {name: np.asarray(value) for name, value in results.items()}
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _instance_batch(
+    predictions: jax.Array, labels: jax.Array, num_classes: int
+) -> tuple[jsl.metrics.PanopticCounts, jax.Array]:
+    """Panoptic counts ``[B, C - 1]`` and lesion-wise Dice ``[B, C - 1]`` of one batch."""
+    # Instances: the 8-connected components of each class, so each digit is one object.
+    counts = jsl.metrics.panoptic_counts(
+        predictions,
+        labels,
+        num_classes=num_classes,
+        max_instances=MAX_INSTANCES,
+        connectivity=2,
+        ignore_index=data.IGNORE_INDEX,
+    )
+    # BraTS 2023's scoring without its 3-D settings: no merging dilation, no volume threshold.
+    lesions = jsl.metrics.lesion_wise_scores(
+        predictions,
+        labels,
+        num_classes=num_classes,
+        max_lesions=MAX_INSTANCES,
+        dilation_iterations=0,
+        volume_threshold=0.0,
+        ignore_index=data.IGNORE_INDEX,
+    )
+    # BraTS scores a class in neither map 1; here it is undefined, left out of the means.
+    scored = lesions.true_lesions + lesions.predicted_lesions > 0
+    return counts, jnp.where(scored, lesions.dice, jnp.nan)
+
+
+def instance_metrics(
+    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
+) -> dict[str, Any]:
+    """Object metrics of the arg-max predictions on a labelled set, each digit an instance.
+
+    ``panoptic_quality``, ``segmentation_quality``, ``recognition_quality`` ``[C - 1]``: per
+    digit class, from the counts of the whole set (torchmetrics' and COCO's dataset PQ), and
+    ``mean_panoptic_quality`` over the classes; ``lesion_dice`` ``[C - 1]``: per class, the mean
+    over images of BraTS 2023's lesion-wise Dice, and ``mean_lesion_dice``, the mean over images
+    of each image's mean over its classes.
+    """
+    totals = None
+    lesions = jsl.metrics.PerImageAccumulator.empty(
+        ("lesion_dice",), num_classes, include_background=False
+    )
+    for batch_images, batch_labels in data.iterate_batches(
+        images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
+    ):
+        predictions = predict(model, batch_images)
+        counts, dice = _instance_batch(predictions, batch_labels, num_classes)
+        counts = counts.sum(axis=0)
+        totals = counts if totals is None else totals + counts
+        lesions = lesions.update({"lesion_dice": dice})
+    assert totals is not None
+    pq = totals.pq()
+    return {
+        "panoptic_quality": pq,
+        "segmentation_quality": totals.sq(),
+        "recognition_quality": totals.rq(),
+        "mean_panoptic_quality": jnp.nanmean(pq),
+        "lesion_dice": lesions.compute(reduction="mean_batch")["lesion_dice"],
+        "mean_lesion_dice": lesions.compute(reduction="mean")["lesion_dice"],
+    }
 
 
 @functools.partial(jax.jit, static_argnames="num_classes")
@@ -359,6 +444,7 @@ def train(
                 datasets.num_classes,
                 64,
                 hd95=config.hd95 and final,
+                instances=final,
             )
             miou = float(metrics["mean_iou"])
             history.eval_steps.append(step)
@@ -375,33 +461,41 @@ def train(
 
 
 def metrics_table(result: Result) -> str:
-    """A per-class IoU / Dice table (markdown) of the final validation metrics, with the pooled
-    means (all classes, foreground) and the per-case mean Dice."""
+    """A per-class table (markdown) of the final validation metrics: pooled IoU and Dice, and
+    where computed HD95, panoptic quality and lesion-wise Dice (foreground classes); then the
+    means over classes, the per-case mean Dice and the calibration error."""
     metrics = result.metrics
-    hd95 = "hd95" in metrics
-    if hd95:
-        lines = ["| class | IoU | Dice | HD95 (px) |", "| --- | --- | --- | --- |"]
-        # The background has no HD95 (it is left out, as in MONAI's default).
-        distances = ["", *(_distance_cell(d, n) for d, n in zip(*_hd95(metrics), strict=True))]
-    else:
-        lines = ["| class | IoU | Dice |", "| --- | --- | --- |"]
-        distances = []
-    extra = lambda row: f" {distances[row]} |" if hd95 else ""  # noqa: E731
-    for row, (name, iou, dice) in enumerate(
-        zip(result.datasets.class_names, metrics["iou"], metrics["dice"], strict=True)
-    ):
-        lines.append(f"| {name} | {iou:.3f} | {dice:.3f} |{extra(row)}")
-    blank = " |" if hd95 else ""
-    mean_iou, mean_dice = metrics["mean_iou"], metrics["mean_dice"]
-    lines.append(f"| **mean** | **{mean_iou:.3f}** | **{mean_dice:.3f}** |{blank}")
+    columns: dict[str, list[str]] = {
+        "IoU": [f"{v:.3f}" for v in metrics["iou"]],
+        "Dice": [f"{v:.3f}" for v in metrics["dice"]],
+    }
+    means = {"IoU": f"**{metrics['mean_iou']:.3f}**", "Dice": f"**{metrics['mean_dice']:.3f}**"}
+    if "hd95" in metrics:
+        cells = [_distance_cell(d, n) for d, n in zip(*_hd95(metrics), strict=True)]
+        columns["HD95 (px)"] = ["", *cells]
+        finite = np.isfinite(metrics["hd95"])
+        means["HD95 (px)"] = f"**{np.mean(metrics['hd95'][finite]):.2f}**" if finite.any() else ""
+    if "panoptic_quality" in metrics:
+        columns["PQ"] = ["", *(_score_cell(v) for v in metrics["panoptic_quality"])]
+        columns["lesion Dice"] = ["", *(_score_cell(v) for v in metrics["lesion_dice"])]
+        means["PQ"] = f"**{metrics['mean_panoptic_quality']:.3f}**"
+        means["lesion Dice"] = f"**{metrics['mean_lesion_dice']:.3f}**"
+    names = list(columns)
+    lines = ["| class | " + " | ".join(names) + " |", "| --- " * (len(names) + 1) + "|"]
+    for row, name in enumerate(result.datasets.class_names):
+        lines.append(f"| {name} | " + " | ".join(columns[n][row] for n in names) + " |")
+    lines.append("| **mean** | " + " | ".join(means.get(n, "") for n in names) + " |")
+    blank = " |" * (len(names) - 2)
     lines.append(f"| **mean, foreground** | **{metrics['foreground_mean_iou']:.3f}** | |{blank}")
-    case = metrics["case_mean_dice"]
-    if hd95:
-        mean_hd95 = np.nanmean(metrics["hd95"]) if np.any(np.isfinite(metrics["hd95"])) else np.nan
-        lines.append(f"| **per-case mean, foreground** | | **{case:.3f}** | **{mean_hd95:.2f}** |")
-    else:
-        lines.append(f"| **per-case mean, foreground** | | **{case:.3f}** |")
+    case = f"**{metrics['case_mean_dice']:.3f}**"
+    lines.append(f"| **per-case mean, foreground** | | {case} |{blank}")
+    lines.append("")
+    lines.append(f"Expected calibration error (top label, 15 bins): {float(metrics['ece']):.4f}")
     return "\n".join(lines)
+
+
+def _score_cell(value: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else "–"
 
 
 def _hd95(metrics: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -472,9 +566,58 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     figure.savefig(grid, dpi=100)
     plt.close(figure)
 
+    paths = {"curves": curves, "predictions": grid}
+    if "reliability_count" in result.metrics:
+        paths["reliability"] = save_reliability_diagram(result.metrics, out / "reliability.png")
     summary = out / "summary.json"
     summary.write_text(json.dumps(summary_dict(result), indent=2))
-    return {"curves": curves, "predictions": grid, "summary": summary}
+    return {**paths, "summary": summary}
+
+
+def save_reliability_diagram(metrics: dict[str, np.ndarray], path: Path) -> Path:
+    """The reliability diagram of the final validation softmax: per confidence bin, the accuracy
+    against the mean confidence (a calibrated model lies on the diagonal), and the pixels per
+    bin."""
+    import matplotlib.pyplot as plt
+
+    lower, upper = metrics["reliability_lower"], metrics["reliability_upper"]
+    count = metrics["reliability_count"]
+    filled = count > 0
+    figure, (diagram, histogram) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": (3, 1)}
+    )
+    width = upper - lower
+    diagram.bar(
+        lower[filled],
+        metrics["reliability_accuracy"][filled],
+        width=width[filled],
+        align="edge",
+        edgecolor="black",
+        label="accuracy",
+    )
+    diagram.plot([0, 1], [0, 1], linestyle="--", color="gray", label="calibrated")
+    diagram.plot(
+        metrics["reliability_confidence"][filled],
+        metrics["reliability_accuracy"][filled],
+        marker="o",
+        color="tab:red",
+        linewidth=0,
+        label="mean confidence",
+    )
+    diagram.set(
+        ylabel="accuracy",
+        ylim=(0, 1),
+        title=f"reliability (ECE {float(metrics['ece']):.4f})",
+    )
+    diagram.legend(loc="upper left")
+    histogram.bar(lower, count, width=width, align="edge", edgecolor="black")
+    histogram.set(
+        xlabel="confidence (top-label softmax)", ylabel="pixels", yscale="log", xlim=(0, 1)
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def summary_dict(result: Result) -> dict[str, Any]:
@@ -500,6 +643,28 @@ def summary_dict(result: Result) -> dict[str, Any]:
             zip(result.history.eval_steps, result.history.val_miou, strict=True)
         ),
     }
+    if "ece" in metrics:
+        summary["expected_calibration_error"] = float(metrics["ece"])
+    if "panoptic_quality" in metrics:
+        foreground = result.datasets.class_names[1:]
+        summary["mean_panoptic_quality"] = _finite_or_none(metrics["mean_panoptic_quality"])
+        summary["mean_lesion_dice"] = _finite_or_none(metrics["mean_lesion_dice"])
+        summary["instances"] = {
+            name: {
+                "pq": _finite_or_none(pq),
+                "sq": _finite_or_none(sq),
+                "rq": _finite_or_none(rq),
+                "lesion_dice": _finite_or_none(lesion),
+            }
+            for name, pq, sq, rq, lesion in zip(
+                foreground,
+                metrics["panoptic_quality"],
+                metrics["segmentation_quality"],
+                metrics["recognition_quality"],
+                metrics["lesion_dice"],
+                strict=True,
+            )
+        }
     if "hd95" in metrics:
         foreground = result.datasets.class_names[1:]
         summary["hd95"] = {

@@ -112,6 +112,24 @@ def test_predict_returns_class_indices(tiny_result):
     assert predictions.min() >= 0 and predictions.max() < tiny_result.datasets.num_classes
 
 
+def test_the_final_evaluation_scores_calibration_and_objects(tiny_result):
+    metrics = tiny_result.metrics
+    # The reliability bins cover every validation pixel once, and the ECE is their weighted gap.
+    count = metrics["reliability_count"]
+    assert count.sum() == tiny_result.datasets.val_labels.size
+    gap = np.abs(metrics["reliability_accuracy"] - metrics["reliability_confidence"])
+    expected_ece = np.sum(np.where(count > 0, count * gap, 0.0)) / count.sum()
+    assert float(metrics["ece"]) == pytest.approx(expected_ece, rel=1e-4, abs=1e-6)
+    # Panoptic quality is SQ x RQ per class, and its mean the mean over the defined classes.
+    pq, sq, rq = (
+        metrics[k] for k in ("panoptic_quality", "segmentation_quality", "recognition_quality")
+    )
+    assert pq.shape == (tiny_result.datasets.num_classes - 1,)
+    np.testing.assert_allclose(pq, sq * rq, rtol=1e-5, atol=1e-7)
+    assert float(metrics["mean_panoptic_quality"]) == pytest.approx(float(np.nanmean(pq)))
+    assert 0.0 <= float(metrics["mean_lesion_dice"]) <= 1.0
+
+
 def test_metrics_table_lists_every_class(tiny_result):
     table = train.metrics_table(tiny_result)
     for name in tiny_result.datasets.class_names:
@@ -121,8 +139,8 @@ def test_metrics_table_lists_every_class(tiny_result):
 
 def test_save_outputs_writes_pngs_and_summary(tiny_result, tmp_path):
     paths = train.save_outputs(tiny_result, tmp_path / "out", num_examples=3)
-    assert set(paths) == {"curves", "predictions", "summary"}
-    for key in ("curves", "predictions"):
+    assert set(paths) == {"curves", "predictions", "reliability", "summary"}
+    for key in ("curves", "predictions", "reliability"):
         assert paths[key].read_bytes()[:8] == PNG_SIGNATURE
     summary = json.loads(paths["summary"].read_text())
     assert set(summary) == {
@@ -137,7 +155,12 @@ def test_save_outputs_writes_pngs_and_summary(tiny_result, tmp_path):
         "per_class",
         "final_losses",
         "val_miou_history",
+        "expected_calibration_error",
+        "mean_panoptic_quality",
+        "mean_lesion_dice",
+        "instances",
     }
+    assert list(summary["instances"]) == list(tiny_result.datasets.class_names[1:])
     assert summary["config"]["loss"] == "ce+dice" and summary["config"]["steps"] == 20
     assert list(summary["per_class"]) == list(tiny_result.datasets.class_names)
     assert set(summary["final_losses"]) == {"total", "ce", "dice"}
@@ -217,6 +240,7 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     assert {path.name for path in out.iterdir()} == {
         "training_curves.png",
         "predictions.png",
+        "reliability.png",
         "summary.json",
     }
     summary = json.loads((out / "summary.json").read_text())
@@ -224,6 +248,7 @@ def test_main_smoke_run_writes_outputs(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "validation mean IoU" in printed and "| **mean** |" in printed
     assert "(foreground " in printed and "per-case mean Dice" in printed
+    assert "panoptic quality" in printed and "expected calibration error" in printed
     # --no-progress: one line per evaluation, never a NaN.
     assert "step 1/2: loss " in printed and "step 2/2: loss " in printed
     assert "nan" not in printed.split("| class |")[0]
