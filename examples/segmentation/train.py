@@ -602,7 +602,7 @@ def save_reliability_diagram(metrics: dict[str, np.ndarray], path: Path) -> Path
         marker="o",
         color="tab:red",
         linewidth=0,
-        label="mean confidence",
+        label="(mean confidence, accuracy)",
     )
     diagram.set(
         ylabel="accuracy",
