@@ -20,9 +20,9 @@ Steps 2 and 3 repeat until no pair of adjacent elements has two roots. A round h
 that touches a smaller one, so the rounds depend on how the trees' minima lie, not on the length
 of a component, and the jumping steps grow with the logarithm of the longest chain: a serpentine
 filling a 512 × 512 image takes 1 round along its rows and 2 across them (10 and 20 jumping
-steps); random masks of 8 × 512 × 512 take 3 to 4 rounds (12 to 28 steps). At the end each component's root is
-its first element in raster (C) order, so numbering the roots by a cumulative sum gives
-``scipy.ndimage.label``'s numbering exactly.
+steps); random masks of 8 × 512 × 512 take 3 to 4 rounds (12 to 28 steps). At the end each
+component's root is its first element in raster (C) order, so numbering the roots by a
+cumulative sum gives ``scipy.ndimage.label``'s numbering exactly.
 """
 
 from __future__ import annotations

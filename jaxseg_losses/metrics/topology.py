@@ -285,9 +285,9 @@ def cldice(
 
     The harmonic mean of the topology precision, the fraction of the predicted skeleton (centre
     line) that lies in the true mask, and the topology sensitivity, the fraction of the true
-    skeleton that lies in the predicted mask. A prediction that breaks a thin vessel loses the true centre line
-    across the gap, and one that bridges two vessels puts its centre line outside the truth,
-    however few pixels either costs.
+    skeleton that lies in the predicted mask. A prediction that breaks a thin vessel loses the
+    true centre line across the gap, and one that bridges two vessels puts its centre line
+    outside the truth, however few pixels either costs.
 
     .. math::
 
