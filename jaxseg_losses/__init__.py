@@ -17,8 +17,10 @@ from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.combine import CombinedLoss, combine
 from jaxseg_losses.deep_supervision import DeepSupervisionLoss, deep_supervision
+from jaxseg_losses.losses.blob import blob_loss
 from jaxseg_losses.losses.focal import focal_loss, focal_map
 from jaxseg_losses.losses.lovasz import lovasz_hinge_loss, lovasz_softmax_loss
+from jaxseg_losses.losses.nacl import nacl_loss
 from jaxseg_losses.losses.pairs import dice_ce_loss, dice_focal_loss, iou_ce_loss
 from jaxseg_losses.losses.pixelwise import (
     binary_cross_entropy_loss,
@@ -34,7 +36,13 @@ from jaxseg_losses.losses.region import (
     mcc_loss,
     tversky_loss,
 )
-from jaxseg_losses.losses.spatial import boundary_loss, cldice_loss, hausdorff_dt_loss
+from jaxseg_losses.losses.skeleton_recall import skeleton_recall_loss
+from jaxseg_losses.losses.spatial import (
+    boundary_distance_maps,
+    boundary_loss,
+    cldice_loss,
+    hausdorff_dt_loss,
+)
 from jaxseg_losses.losses.stats import (
     OverlapStats,
     dice_from_stats,
@@ -43,6 +51,8 @@ from jaxseg_losses.losses.stats import (
     overlap_stats,
     tversky_from_stats,
 )
+from jaxseg_losses.losses.unified_focal import unified_focal_loss
+from jaxseg_losses.losses.wasserstein import generalized_wasserstein_dice_loss
 from jaxseg_losses.registry import get_loss, parse_loss_spec, register_loss, registered_losses
 
 __version__ = "0.2.0"
@@ -55,6 +65,8 @@ __all__ = [
     "OverlapStats",
     "accumulate",
     "binary_cross_entropy_loss",
+    "blob_loss",
+    "boundary_distance_maps",
     "boundary_loss",
     "checked",
     "cldice_loss",
@@ -70,6 +82,7 @@ __all__ = [
     "focal_loss",
     "focal_map",
     "generalized_dice_loss",
+    "generalized_wasserstein_dice_loss",
     "geometry",
     "get_loss",
     "hausdorff_dt_loss",
@@ -81,13 +94,16 @@ __all__ = [
     "mcc_from_stats",
     "mcc_loss",
     "metrics",
+    "nacl_loss",
     "overlap_stats",
     "parse_loss_spec",
     "per_sample",
     "poly_cross_entropy_loss",
     "register_loss",
     "registered_losses",
+    "skeleton_recall_loss",
     "topk_cross_entropy_loss",
     "tversky_from_stats",
     "tversky_loss",
+    "unified_focal_loss",
 ]

@@ -20,6 +20,11 @@ from typing import Any
 
 from jaxseg_losses._core.checks import ACTIVATIONS
 from jaxseg_losses.losses import focal, lovasz, pairs, pixelwise, region, spatial
+from jaxseg_losses.losses.blob import blob_loss
+from jaxseg_losses.losses.nacl import nacl_loss
+from jaxseg_losses.losses.skeleton_recall import skeleton_recall_loss
+from jaxseg_losses.losses.unified_focal import unified_focal_loss
+from jaxseg_losses.losses.wasserstein import generalized_wasserstein_dice_loss
 
 LossFn = Callable[..., Any]
 
@@ -84,6 +89,11 @@ BUILTIN_LOSSES: tuple[BuiltinLoss, ...] = (
         "hausdorff",
     ),
     BuiltinLoss(spatial.cldice_loss, "spatial", _named("cldice"), "cldice"),
+    BuiltinLoss(skeleton_recall_loss, "spatial", _named("skeleton_recall")),
+    BuiltinLoss(blob_loss, "blob", _named("blob")),
+    BuiltinLoss(generalized_wasserstein_dice_loss, "wasserstein", _named("gwdl")),
+    BuiltinLoss(unified_focal_loss, "unified_focal", _named("unified_focal")),
+    BuiltinLoss(nacl_loss, "nacl", _named("nacl")),
     BuiltinLoss(pairs.dice_ce_loss, "pairs", benchmark="ce+dice"),
     BuiltinLoss(pairs.dice_focal_loss, "pairs"),
     BuiltinLoss(pairs.iou_ce_loss, "pairs"),

@@ -33,6 +33,7 @@ from models import UNet
 from tqdm.auto import tqdm
 
 import jaxseg_losses as jsl
+from jaxseg_losses.losses.spatial import boundary_distance_maps
 
 DATASETS = ("digits", "shapes", "folder")
 
@@ -125,13 +126,19 @@ def make_datasets(config: TrainConfig) -> Datasets:
     return Datasets(*train, *val, class_names=tuple(names))
 
 
-def make_loss_fn(config: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+def make_loss_fn(
+    config: TrainConfig, boundary_maps: jax.Array | None = None
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
     """The combined loss ``(logits, labels) -> (total, parts)`` for ``config.loss``.
 
     With ``batch_dice`` the region terms pool the batch (nnU-Net's batch Dice), which stays
-    exact when the batch is sharded over devices.
+    exact when the batch is sharded over devices. ``boundary_maps``: the batch's signed
+    distance maps for the ``boundary`` term, computed where the batch is loaded.
     """
     terms = jsl.parse_loss_spec(config.loss)
+    if boundary_maps is not None:
+        weight, boundary = terms["boundary"]
+        terms["boundary"] = (weight, functools.partial(boundary, distance_maps=boundary_maps))
     if config.batch_dice:
         terms = {name: (weight, _batch_aggregated(fn)) for name, (weight, fn) in terms.items()}
     loss_fn = jsl.combine(terms, ignore_index=data.IGNORE_INDEX)
@@ -139,6 +146,33 @@ def make_loss_fn(config: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str
         # nnU-Net's weights: 1/2^l, the coarsest level 0, normalised to sum 1.
         return jsl.deep_supervision(loss_fn, weights="nnunet")
     return loss_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWithMaps:
+    """``maps -> make_loss_fn(config, maps)``, hashable by its config (one compiled step)."""
+
+    config: TrainConfig
+
+    def __call__(self, maps: jax.Array) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+        return make_loss_fn(self.config, maps)
+
+
+def make_boundary_maps_fn(
+    config: TrainConfig, num_classes: int
+) -> Callable[[jax.Array], jax.Array] | None:
+    """For a loss with a ``boundary`` term: labels ``[B, H, W]`` -> its signed maps.
+
+    The maps depend on the labels only; computing them with the batch's loading takes the
+    distance transforms out of the differentiated step. ``None`` when there is no boundary
+    term, or with deep supervision (its coarser levels need maps of their own resolution).
+    """
+    if "boundary" not in jsl.parse_loss_spec(config.loss) or config.deep_supervision:
+        return None
+    maps = functools.partial(
+        boundary_distance_maps, num_classes=num_classes, ignore_index=data.IGNORE_INDEX
+    )
+    return jax.jit(maps)
 
 
 def _batch_aggregated(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -174,13 +208,22 @@ def create_optimizer(config: TrainConfig, model: UNet) -> nnx.Optimizer:
 
 @functools.partial(nnx.jit, static_argnames="loss_fn")
 def train_step(
-    model: UNet, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array, loss_fn: Any
+    model: UNet,
+    optimizer: nnx.Optimizer,
+    images: jax.Array,
+    labels: jax.Array,
+    loss_fn: Any,
+    boundary_maps: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """One optimisation step; returns the total loss and each term's value."""
+    """One optimisation step; returns the total loss and each term's value.
+
+    With ``boundary_maps``, ``loss_fn`` is a ``maps -> loss`` factory (see :func:`train`).
+    """
 
     def compute_loss(model: UNet) -> tuple[jax.Array, dict[str, jax.Array]]:
-        all_levels = isinstance(loss_fn, jsl.DeepSupervisionLoss)
-        return loss_fn(model(images, all_levels=all_levels), labels)
+        fn = loss_fn if boundary_maps is None else loss_fn(boundary_maps)
+        all_levels = isinstance(fn, jsl.DeepSupervisionLoss)
+        return fn(model(images, all_levels=all_levels), labels)
 
     (total, parts), grads = nnx.value_and_grad(compute_loss, has_aux=True)(model)
     optimizer.update(model, grads)
@@ -411,8 +454,12 @@ def train(
         datasets = make_datasets(config)
     model = create_model(config, datasets)
     optimizer = create_optimizer(config, model)
+    boundary_maps = None
+    step_loss: Any = loss_fn
     if loss_fn is None:
-        loss_fn = make_loss_fn(config)
+        boundary_maps = make_boundary_maps_fn(config, datasets.num_classes)
+        # With precomputed maps the step builds the loss around each batch's maps.
+        step_loss = make_loss_fn(config) if boundary_maps is None else LossWithMaps(config)
     place = lambda batch: batch  # noqa: E731 (single device: the step takes NumPy arrays)
     if config.data_parallel:
         mesh = parallel.data_mesh()
@@ -427,7 +474,8 @@ def train(
     metrics: dict[str, np.ndarray] = {}
     for step in bar:
         images, labels = place(next(batches))
-        total, parts = train_step(model, optimizer, images, labels, loss_fn)
+        maps = None if boundary_maps is None else boundary_maps(labels)
+        total, parts = train_step(model, optimizer, images, labels, step_loss, maps)
         if step % log_every == 0 or step == config.steps:
             history.steps.append(step)
             for name, value in {"total": total, **parts}.items():

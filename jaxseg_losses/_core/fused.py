@@ -14,11 +14,13 @@ logits of integer-labelled pixels:
    \mathrm{lse}_i = \log \textstyle\sum_c e^{x_{ic}}, \quad x_{i y_i}, \quad
    TP_{bc} = \sum_{i: y_i = c} w_i\, p_{i y_i}, \quad
    \Sigma p_{bc} = \sum_i w_i\, p_{ic}, \quad
+   \Sigma p^2_{bc} = \sum_i w_i\, p_{ic}^2, \quad
    \Sigma g_{bc} = \sum_{i: y_i = c} w_i,
 
 with :math:`p = e^{x - \mathrm{lse}}`. Cross-entropy reads :math:`\mathrm{lse}_i - x_{iy_i}`,
-the region losses read the sums, and a combination of both reads one call: one row
-log-sum-exp, one column sum of probabilities, ``[B, P]`` gathers and segment sums forward;
+the region losses read the sums (:math:`\Sigma p^2` is V-Net's squared Dice denominator), and a
+combination of both reads one call: one row log-sum-exp, the column sums of probabilities
+(and of their squares), ``[B, P]`` gathers and segment sums forward;
 one row reduction and one elementwise loop backward, whichever outputs are used. (Unused
 outputs cost nothing: XLA removes their forward computation, and JAX's transposition skips the
 branches of the tangent whose cotangents are zero.)
@@ -199,6 +201,7 @@ class LabelStatistics(NamedTuple):
       tp: ``[B, C]`` soft true positives :math:`\\sum_{i: y_i = c} w_i p_{i y_i}`.
       pred_sum: ``[B, C]`` :math:`\\sum_i w_i p_{ic}`.
       target_sum: ``[B, C]`` :math:`\\sum_{i: y_i = c} w_i`.
+      pred_sq: ``[B, C]`` :math:`\\sum_i w_i p_{ic}^2` (V-Net's squared denominator).
     """
 
     lse: jax.Array
@@ -206,6 +209,7 @@ class LabelStatistics(NamedTuple):
     tp: jax.Array | None
     pred_sum: jax.Array | None
     target_sum: jax.Array | None
+    pred_sq: jax.Array | None = None
 
 
 def label_statistics(
@@ -223,11 +227,12 @@ def label_statistics(
         gradient shares with it.
 
     Returns:
-      :class:`LabelStatistics` (``tp``, ``pred_sum``, ``target_sum`` are ``None`` without
-      ``class_sums``), differentiable in ``logits`` and ``weights`` in forward and reverse mode.
+      :class:`LabelStatistics` (``tp``, ``pred_sum``, ``target_sum``, ``pred_sq`` are ``None``
+      without ``class_sums``), differentiable in ``logits`` and ``weights`` in forward and
+      reverse mode.
     """
     if not class_sums:
-        return LabelStatistics(*_label_log_sum_exp(logits, labels, weights), None, None, None)
+        return LabelStatistics(*_label_log_sum_exp(logits, labels, weights), None, None, None, None)
     return LabelStatistics(*_label_statistics(logits, labels, weights))
 
 
@@ -309,20 +314,22 @@ def _statistics_flagged(
 
 def _statistics_given_lse(
     x: jax.Array, lse: jax.Array, labels: jax.Array, w: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     num_classes = x.shape[-1]
     x_label = at_labels(x, labels)
     # w p = exp(x - (lse - log w)): the column sum reads the logits and one [B, P] shift.
     shift = lse - jnp.log(w)[..., None]
     weighted = jnp.exp(x - shift)
     pred_sum = jnp.sum(weighted, axis=1)
+    # w p² = exp(2 (x - (lse - log(w) / 2))): again one [B, P] shift, no overflow (x <= lse).
+    pred_sq = jnp.sum(jnp.exp(2.0 * (x - (lse - 0.5 * jnp.log(w)[..., None]))), axis=1)
     tp = _label_column_sums(
         lambda: weighted, lambda: jnp.exp(x_label - shift)[..., 0], labels, num_classes
     )
     target_sum = _label_column_sums(
         lambda: jnp.broadcast_to(w[..., None], x.shape), lambda: w, labels, num_classes
     )
-    return lse, x_label, tp, pred_sum, target_sum
+    return lse, x_label, tp, pred_sum, target_sum, pred_sq
 
 
 def _statistics_tangent(
@@ -334,7 +341,7 @@ def _statistics_tangent(
     dx: jax.Array | None,
     dw: jax.Array | None,
 ) -> tuple[jax.Array, ...]:
-    r"""The linear map ``(dx, dw) -> (dlse, dx_y, dTP, dΣp, dΣg)`` at ``x``.
+    r"""The linear map ``(dx, dw) -> (dlse, dx_y, dTP, dΣp, dΣg, dΣp²)`` at ``x``.
 
     With :math:`p = e^{x - \mathrm{lse}}` and :math:`\dot{\mathrm{lse}}_i = \sum_c p_{ic}
     \dot x_{ic}`,
@@ -345,41 +352,47 @@ def _statistics_tangent(
                           + \dot w_i p_{ic}, \quad
        \dot{TP}_c = \sum_{i: y_i = c} w_i p_{iy_i} (\dot x_{iy_i} - \dot{\mathrm{lse}}_i)
                     + \dot w_i p_{iy_i}, \quad
-       \dot{\Sigma g}_c = \sum_{i: y_i = c} \dot w_i.
+       \dot{\Sigma g}_c = \sum_{i: y_i = c} \dot w_i, \quad
+       \dot{\Sigma p^2}_c = \sum_i 2 w_i p_{ic}^2 (\dot x_{ic} - \dot{\mathrm{lse}}_i)
+                            + \dot w_i p_{ic}^2.
 
-    Its transpose (reverse mode) is the analytic gradient: with :math:`\bar a_i =
-    \overline{\mathrm{lse}}_i - w_i (\sum_c p_{ic} \overline{\Sigma p}_c + p_{iy_i}
-    \overline{TP}_{y_i})`, :math:`\bar x_{ic} = p_{ic} (\bar a_i + w_i \overline{\Sigma p}_c) +
-    [c = y_i] (\bar x_{y,i} + w_i p_{iy_i} \overline{TP}_{y_i})`: one row reduction (only when
-    the sums are used) and one elementwise loop.
+    Its transpose (reverse mode) is the analytic gradient: with :math:`q_{ic} = w_i
+    (\overline{\Sigma p}_c + 2 p_{ic} \overline{\Sigma p^2}_c)`, :math:`\bar a_i =
+    \overline{\mathrm{lse}}_i - \sum_c p_{ic} q_{ic} - w_i p_{iy_i} \overline{TP}_{y_i}` and
+    :math:`\bar x_{ic} = p_{ic} (\bar a_i + q_{ic}) + [c = y_i] (\bar x_{y,i} + w_i p_{iy_i}
+    \overline{TP}_{y_i})`: one row reduction (only when the sums are used) and one elementwise
+    loop, with one exponential per logit (:math:`w p` is formed from :math:`p`).
     """
     num_classes = x.shape[-1]
     zeros = jnp.zeros_like(x, shape=(x.shape[0], num_classes))
     d_lse = jnp.zeros_like(lse)
     d_label = jnp.zeros_like(x_label)
-    d_tp = d_pred = d_target = zeros
+    d_tp = d_pred = d_target = d_sq = zeros
     p = jnp.exp(x - lse)
     p_label = jnp.exp(x_label - lse)
     if dx is not None:
         d_lse = jnp.sum(p * dx, axis=-1, keepdims=True)
         d_label = at_labels(dx, labels)
-        shift = lse - jnp.log(w)[..., None]
-        d_pred = d_pred + jnp.sum(jnp.exp(x - shift) * (dx - d_lse), axis=1)
+        # w p from the p of the row term: one exponential per logit in the backward loop.
+        weighted, centred = w[..., None] * p, dx - d_lse
+        d_pred = d_pred + jnp.sum(weighted * centred, axis=1)
+        d_sq = d_sq + jnp.sum(2.0 * weighted * p * centred, axis=1)
         d_tp = d_tp + _label_column_sums(
-            lambda: w[..., None] * p * (dx - d_lse),
+            lambda: weighted * centred,
             lambda: (w[..., None] * p_label * (d_label - d_lse))[..., 0],
             labels,
             num_classes,
         )
     if dw is not None:
         d_pred = d_pred + jnp.sum(dw[..., None] * p, axis=1)
+        d_sq = d_sq + jnp.sum(dw[..., None] * p * p, axis=1)
         d_tp = d_tp + _label_column_sums(
             lambda: dw[..., None] * p, lambda: dw * p_label[..., 0], labels, num_classes
         )
         d_target = d_target + _label_column_sums(
             lambda: jnp.broadcast_to(dw[..., None], x.shape), lambda: dw, labels, num_classes
         )
-    return d_lse, d_label, d_tp, d_pred, d_target
+    return d_lse, d_label, d_tp, d_pred, d_target, d_sq
 
 
 def _tangent_or_none(t: Any) -> Any:

@@ -204,7 +204,7 @@ class Inputs:
     def _label_statistics(self) -> _fused.LabelStatistics:
         labels = self.labels
         assert labels is not None and self.activation == "softmax"
-        class_sums = self._reads is None or "overlap_sums" in self._reads
+        class_sums = self._reads is None or bool({"overlap_sums", "squared_sums"} & self._reads)
         return self._once(
             "label_statistics",
             lambda: _fused.label_statistics(
@@ -356,11 +356,18 @@ class Inputs:
 
         for integer labels :math:`\Sigma g^2 = \Sigma g` is read from :meth:`overlap_sums`.
         Computed only for the losses that ask for it (``dice_loss(squared_pred=True)``): the
-        plan of a call without it never builds the squares.
+        plan of a call without it never builds the squares. Softmax with integer labels reads
+        :math:`\Sigma p^2` from the fused kernel that gives :meth:`overlap_sums`, in the same
+        passes over the logits (no stored probabilities).
         """
         return self._once("squared_sums", self._compute_squared_sums)
 
     def _compute_squared_sums(self) -> tuple[jax.Array, jax.Array]:
+        if self._uses_label_kernel() and self.num_classes > 1:
+            # The fused kernel's Σp² comes from the same passes as Σp (no stored probabilities).
+            s = self._label_statistics()
+            assert s.pred_sq is not None
+            return s.pred_sq, self.overlap_sums()[2]
         probs = self.probabilities()
         weights = self.weights[..., None]
         pred_sq = jnp.sum(weights * probs * probs, axis=1)

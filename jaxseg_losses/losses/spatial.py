@@ -162,8 +162,10 @@ def boundary_loss(
 
     The maps are computed from the labels of each sample under ``stop_gradient``, by the exact
     distance transform of :func:`jaxseg_losses.metrics.distance_transform`; or passed
-    precomputed as ``distance_maps`` (the paper precomputes them once per image). To precompute
-    them in a data pipeline, with SciPy and one-hot labels ``onehot`` ``[*spatial, C]``::
+    precomputed as ``distance_maps`` (the paper precomputes them once per image):
+    :func:`boundary_distance_maps` computes them for a batch of labels where the batch is
+    loaded, with the same value and gradient as in the step. On the host, with SciPy and
+    one-hot labels ``onehot`` ``[*spatial, C]``::
 
         from scipy import ndimage
         def signed_map(fg, sampling=None):           # fg: bool [*spatial]
@@ -256,6 +258,57 @@ def boundary_loss(
         return _pixel_sums(inputs, per_pixel)
 
     return LossDefinition(sums=sums, finish=lambda s: divide(s["loss"], s["count"]))
+
+
+def boundary_distance_maps(
+    labels: "ArrayLike",
+    *,
+    num_classes: int,
+    spacing: "ArrayLike | None" = None,
+    ignore_index: int | None = None,
+    mask: "ArrayLike | None" = None,
+) -> jax.Array:
+    r"""Computes the signed distance maps that :func:`boundary_loss` weighs probabilities by.
+
+    The maps depend on the labels only, so they can be computed once per batch where the batch
+    is loaded (or once per image and stored) and passed as ``boundary_loss(...,
+    distance_maps=maps)``, which then gives the same value and gradient as computing them in the
+    step. Class :math:`c`'s map is Kervadec's :math:`\phi_c` of the pixels labelled :math:`c`
+    (:func:`jaxseg_losses.geometry.signed_distance_map`); pixels equal to ``ignore_index`` or
+    where ``mask`` is 0 belong to no class and get 0, as in the loss.
+
+    Args:
+      labels: integer ``[B, *spatial]`` class indices (1, 2 or 3 spatial axes).
+      num_classes: ``C``, the number of channels of the logits the maps go with.
+      spacing: the element size, a positive scalar or one value per spatial axis (``None``: 1).
+      ignore_index: a label value that marks pixels of no class.
+      mask: ``[B, *spatial]``, 0 where a pixel does not count.
+
+    Returns:
+      float32 ``[B, *spatial, C]`` channels-last signed maps.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxseg_losses import boundary_distance_maps
+      >>> labels = jnp.zeros((1, 1, 6), jnp.int32).at[0, 0, 2:4].set(1)
+      >>> print(boundary_distance_maps(labels, num_classes=2)[0, 0, :, 1])
+      [2. 1. 0. 0. 1. 2.]
+    """
+    _check_int("num_classes", num_classes, 1)
+    _check_spacing(spacing)
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer) or not 2 <= labels.ndim <= 4:
+        raise TypeError(
+            "`labels` must be integer class indices [B, *spatial] with 1, 2 or 3 spatial axes; "
+            f"got {labels.dtype} of shape {tuple(labels.shape)}."
+        )
+    kept = jnp.ones(labels.shape, bool) if mask is None else jnp.asarray(mask) != 0
+    if ignore_index is not None:
+        kept = kept & (labels != ignore_index)
+    classes = jnp.arange(num_classes).reshape((1, num_classes) + (1,) * (labels.ndim - 1))
+    foreground = (labels[:, None] == classes) & kept[:, None]
+    signed = signed_distance_map(foreground, _spacing(spacing, labels.ndim - 1, labels.shape[0]))
+    return jnp.moveaxis(signed, 1, -1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -366,6 +419,7 @@ def cldice_loss(
     *,
     iterations: int = 3,
     smooth: ArrayLike = 1.0,
+    harmonic_smooth: ArrayLike = 0.0,
     include_background: bool = True,
 ) -> LossDefinition:
     r"""Computes the soft clDice loss of Shit et al., a topology-aware loss for tubular structures.
@@ -381,7 +435,7 @@ def cldice_loss(
 
        T_{prec} = \frac{\sum w\, S(p)\, g + s}{\sum w\, S(p) + s}, \qquad
        T_{sens} = \frac{\sum w\, S(g)\, p + s}{\sum w\, S(g) + s}, \qquad
-       \mathcal{L} = 1 - \frac{2\, T_{prec} T_{sens}}{T_{prec} + T_{sens}},
+       \mathcal{L} = 1 - \frac{2\, T_{prec} T_{sens}}{T_{prec} + T_{sens} + \epsilon},
 
     each sum running over the pixels **and the kept classes** of a sample (pooled over the
     batch with ``aggregate="batch"``). Combine it with a region loss, as the paper does:
@@ -390,17 +444,25 @@ def cldice_loss(
     skeletons are taken (module docstring) and count nowhere in the sums. 1-D, 2-D and 3-D
     (erosion by a cross of 3 elements per axis, dilation by a full 3×3(×3) window).
 
-    Peers: MONAI 1.6 ``SoftclDiceLoss(iter_=k, smooth=s, softmax=True, to_onehot_y=True,
-    include_background=ib)(prediction, target)`` equals ``iterations=k, smooth=s,
-    include_background=ib`` (prediction first, per-sample sums over classes and pixels, class 0
-    kept by default); MONAI up to 1.5, and the authors' code, take ``(y_true, y_pred)``, drop
-    channel 0 and pool the batch: ``include_background=False, aggregate="batch"``.
+    with :math:`\epsilon` = ``harmonic_smooth`` (0 by default: the paper's harmonic mean).
+
+    Peers: MONAI 1.6.1 ``SoftclDiceLoss(iter_=k, smooth_nr=s, smooth_dr=s, smooth=e,
+    softmax=True, to_onehot_y=True, include_background=ib)(prediction, target)`` equals
+    ``iterations=k, smooth=s, harmonic_smooth=e, include_background=ib`` exactly (prediction
+    first, per-sample sums over classes and pixels, class 0 kept by default); MONAI 1.6.1's
+    default ``smooth=1e-4`` is ``harmonic_smooth=1e-4``, while this loss's default
+    ``harmonic_smooth=0`` is the harmonic mean of the paper, of the authors' code and of MONAI
+    up to 1.5 (it differs from MONAI 1.6.1's default by under :math:`10^{-4}`). MONAI up to
+    1.5, and the authors' code, take ``(y_true, y_pred)``, drop channel 0 and pool the batch:
+    ``include_background=False, aggregate="batch"``.
 
     Args:
       <data args>
       iterations: the number of erosions of the soft skeleton (an int >= 0, default 3); it
         should reach the largest radius of the structures.
       smooth: added to numerator and denominator of both ratios (non-negative, default 1).
+      harmonic_smooth: :math:`\epsilon`, added to the denominator of the harmonic mean
+        (non-negative, default 0; MONAI 1.6.1's ``smooth``, whose default is ``1e-4``).
       include_background: ``False`` drops class 0 from the sums (a single channel is always
         kept).
       <shared args>
@@ -424,6 +486,7 @@ def cldice_loss(
     """
     iterations = _check_int("iterations", iterations, 0)
     _checks.check_nonnegative("smooth", smooth)
+    _checks.check_nonnegative("harmonic_smooth", harmonic_smooth)
     _checks.check_bool("include_background", include_background)
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:
@@ -452,12 +515,15 @@ def cldice_loss(
     def finish(s: dict[str, jax.Array]) -> jax.Array:
         precision = divide(s["precision_hits"] + smooth, s["skeleton_pred"] + smooth, empty=1.0)
         sensitivity = divide(s["sensitivity_hits"] + smooth, s["skeleton_true"] + smooth, empty=1.0)
-        return 1.0 - divide(2.0 * precision * sensitivity, precision + sensitivity)
+        return 1.0 - divide(
+            2.0 * precision * sensitivity, precision + sensitivity + harmonic_smooth
+        )
 
     return LossDefinition(sums=sums, finish=finish)
 
 
 __all__ = [
+    "boundary_distance_maps",
     "boundary_loss",
     "cldice_loss",
     "hausdorff_dt_loss",

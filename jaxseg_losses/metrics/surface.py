@@ -39,6 +39,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -50,6 +52,7 @@ from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
 from jaxseg_losses.geometry import distance as _distance
 from jaxseg_losses.geometry.morphology import surface
+from jaxseg_losses.geometry.surfels import surface_elements
 from jaxseg_losses.metrics._masks import (
     MAX_SPATIAL_DIMS,
     class_masks,
@@ -122,49 +125,118 @@ def _prepare(
 # Surfaces and the distances between them.
 
 
-class _Distances:
-    """Surface-to-surface distances of every image and class, one or both directions.
+# The crop sizes: each image and class is transformed in the smallest cube (cut to the image)
+# of side k/4 of the largest image axis, k = 1 .. 4, that holds both its surfaces; sides below
+# _SMALLEST_CROP are not worth a branch of their own.
+_CROP_LEVELS = 4
+_SMALLEST_CROP = 16
 
-    Attributes:
-      values: ``[K, B, C, V]`` float32 distance from each voxel to the nearest surface voxel of
-        the other mask (direction 0: prediction to ground truth; 1: back), ``V`` voxels.
-      origins: ``[K, B, C, V]`` bool, the surface voxels the distances are measured from.
-      predicted, true: ``[B, C]`` int32 numbers of surface voxels of each mask.
+# A reduction of one image and class: (values [K, V], origins [K, V], weights [K, V], extra)
+# -> a pytree of per-pair results.
+Reduce = Callable[[jax.Array, jax.Array, jax.Array, Any], Any]
+
+
+class _Surfaces(NamedTuple):
+    """The surfaces of both masks, bool ``[B, C, *grid]``, and what to measure them with.
+
+    The grid is that of the voxels (surface voxels) or of the voxel corners (surface elements).
+    ``weights`` is ``[2, B, C, *grid]`` float32 (the prediction's then the ground truth's) or
+    None (every surface point weighs 1).
     """
 
-    def __init__(self, masks: _Masks, *, both: bool) -> None:
-        dims = masks.predicted.ndim - 2
-        predicted_surface = surface(masks.predicted, dims)
-        true_surface = surface(masks.truth, dims)
-        if both:
-            targets = jnp.stack([true_surface, predicted_surface])
-            origins = jnp.stack([predicted_surface, true_surface])
-        else:
-            targets, origins = true_surface[None], predicted_surface[None]
-        directions, batch, classes = targets.shape[:3]
-        per_image = jnp.broadcast_to(
-            masks.spacing[None, :, None, :], (directions, batch, classes, dims)
-        )
-        # One transform for every direction, image and class: all of them are lanes of the
-        # same passes.
-        values = _distance.transform(targets, per_image, masks.metric)
-        self.values = values.reshape(directions, batch, classes, -1)
-        self.origins = origins.reshape(directions, batch, classes, -1)
-        self.predicted = jnp.sum(
-            predicted_surface.reshape(batch, classes, -1), axis=-1, dtype=jnp.int32
-        )
-        self.true = jnp.sum(true_surface.reshape(batch, classes, -1), axis=-1, dtype=jnp.int32)
+    predicted: jax.Array
+    true: jax.Array
+    spacing: jax.Array  # [B, D] float32
+    metric: str
+    weights: jax.Array | None = None
 
-    def masked(self, fill: float) -> jax.Array:
-        """The distances at the origins, ``fill`` elsewhere."""
-        return jnp.where(self.origins, self.values, jnp.float32(fill))
+    @classmethod
+    def of_voxels(cls, masks: _Masks) -> _Surfaces:
+        dims = masks.predicted.ndim - 2
+        predicted, true = surface(masks.predicted, dims), surface(masks.truth, dims)
+        return cls(predicted, true, masks.spacing, masks.metric)
 
     def finish(self, value: jax.Array, *, one_empty: float) -> jax.Array:
         """``value`` where both masks have a surface; NaN where neither has; else ``one_empty``."""
-        predicted_empty = self.predicted == 0
-        true_empty = self.true == 0
+        axes = tuple(range(2, self.predicted.ndim))
+        predicted_empty = ~jnp.any(self.predicted, axis=axes)
+        true_empty = ~jnp.any(self.true, axis=axes)
         value = jnp.where(predicted_empty | true_empty, jnp.float32(one_empty), value)
         return jnp.where(predicted_empty & true_empty, jnp.float32(jnp.nan), value)
+
+
+def _crop_shapes(grid: tuple[int, ...]) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """The cube sides of the crops (ascending, the last the largest axis) and their shapes."""
+    top = max(grid)
+    floor = min(top, _SMALLEST_CROP)
+    sides = sorted({max(-(-k * top // _CROP_LEVELS), floor) for k in range(1, _CROP_LEVELS + 1)})
+    return np.asarray(sides, np.int32), [tuple(min(side, n) for n in grid) for side in sides]
+
+
+def _bounding_box(union: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """First index and extent ``[D]`` of the ``True`` elements along each axis (1 if none)."""
+    firsts, extents = [], []
+    for axis, n in enumerate(union.shape):
+        others = tuple(a for a in range(union.ndim) if a != axis)
+        occupied = jnp.any(union, axis=others)
+        first = jnp.argmax(occupied).astype(jnp.int32)
+        last = (n - 1 - jnp.argmax(occupied[::-1])).astype(jnp.int32)
+        firsts.append(first)
+        extents.append(jnp.where(jnp.any(occupied), last - first + 1, 1))
+    return jnp.stack(firsts), jnp.stack(extents)
+
+
+def _per_pair(surfaces: _Surfaces, reduce: Reduce, *, both: bool, extra: Any = None) -> Any:
+    """``reduce`` applied to the distances of every image and class, results ``[B, C, ...]``.
+
+    Every distance runs between two surface points, so each image and class is transformed in
+    a crop that holds the bounding box of both its surfaces: the distances there are the exact
+    ones of the whole image. The crop is the smallest of a few static sizes that fits (one
+    branch of a ``lax.switch`` per size; only the chosen one runs), and the pairs run one after
+    the other (``lax.map``).
+
+    ``extra`` is a pytree of ``[B, C, ...]`` arrays handed to ``reduce`` pair by pair.
+    """
+    batch, classes = surfaces.predicted.shape[:2]
+    grid = surfaces.predicted.shape[2:]
+    pairs = batch * classes
+    dims = len(grid)
+    predicted = surfaces.predicted.reshape(pairs, *grid)
+    true = surfaces.true.reshape(pairs, *grid)
+    if surfaces.weights is None:
+        weights = jnp.stack([predicted, true], axis=1).astype(jnp.float32)
+    else:
+        weights = jnp.moveaxis(surfaces.weights.reshape(2, pairs, *grid), 0, 1)
+    spacing = jnp.repeat(surfaces.spacing, classes, axis=0)
+    flat_extra = jax.tree.map(lambda x: x.reshape(pairs, *x.shape[2:]), extra)
+    sides, shapes = _crop_shapes(grid)
+
+    def in_crop(shape: tuple[int, ...], inputs: tuple, first: jax.Array) -> Any:
+        p, t, w, sp, ex = inputs
+        start = [
+            jnp.clip(first[a], 0, n - c) for a, (n, c) in enumerate(zip(grid, shape, strict=True))
+        ]
+        p = jax.lax.dynamic_slice(p, start, shape)
+        t = jax.lax.dynamic_slice(t, start, shape)
+        w = jax.lax.dynamic_slice(w, [jnp.int32(0), *start], (2, *shape))
+        if both:
+            targets, origins = jnp.stack([t, p]), jnp.stack([p, t])
+        else:
+            targets, origins, w = t[None], p[None], w[:1]
+        k = targets.shape[0]
+        values = _distance.transform(targets, jnp.broadcast_to(sp, (k, dims)), surfaces.metric)
+        return reduce(values.reshape(k, -1), origins.reshape(k, -1), w.reshape(k, -1), ex)
+
+    def one(inputs: tuple) -> Any:
+        first, extent = _bounding_box(inputs[0] | inputs[1])
+        if len(shapes) == 1:
+            return in_crop(shapes[0], inputs, first)
+        level = jnp.sum(jnp.asarray(sides) < jnp.max(extent))
+        branches = [functools.partial(in_crop, shape) for shape in shapes]
+        return jax.lax.switch(level, branches, inputs, first)
+
+    results = jax.lax.map(one, (predicted, true, weights, spacing, flat_extra))
+    return jax.tree.map(lambda x: x.reshape(batch, classes, *x.shape[1:]), results)
 
 
 def _kth_smallest(values: jax.Array, mask: jax.Array, rank: jax.Array) -> jax.Array:
@@ -358,12 +430,15 @@ def hausdorff_distance(
     q = _check_percentile(percentile)
     options = (include_background, spacing, distance_metric, (ignore_index, mask))
     masks = _prepare(predictions, labels, num_classes, class_axis, *options)
-    distances = _Distances(masks, both=not directed)
-    if q is None:
-        per_direction = jnp.max(distances.masked(0.0), axis=-1)
-    else:
-        per_direction = _masked_percentile(distances.values, distances.origins, q)
-    return distances.finish(jnp.max(per_direction, axis=0), one_empty=jnp.inf)
+    surfaces = _Surfaces.of_voxels(masks)
+
+    def reduce(values: jax.Array, origins: jax.Array, _: jax.Array, __: Any) -> jax.Array:
+        if q is None:
+            return jnp.max(jnp.where(origins, values, jnp.float32(0.0)), axis=-1)
+        return _masked_percentile(values, origins, q)
+
+    per_direction = _per_pair(surfaces, reduce, both=not directed)
+    return surfaces.finish(jnp.max(per_direction, axis=-1), one_empty=jnp.inf)
 
 
 @documented
@@ -418,10 +493,16 @@ def average_surface_distance(
     symmetric = _check_bool("symmetric", symmetric)
     options = (include_background, spacing, distance_metric, (ignore_index, mask))
     masks = _prepare(predictions, labels, num_classes, class_axis, *options)
-    distances = _Distances(masks, both=symmetric)
-    total = jnp.sum(distances.masked(0.0), axis=(0, -1))
-    count = jnp.sum(distances.origins, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
-    return distances.finish(divide(total, count, empty=jnp.nan), one_empty=jnp.inf)
+    surfaces = _Surfaces.of_voxels(masks)
+
+    def reduce(values: jax.Array, origins: jax.Array, _: jax.Array, __: Any) -> tuple:
+        total = jnp.sum(jnp.where(origins, values, jnp.float32(0.0)))
+        return total, jnp.sum(origins, dtype=jnp.int32)
+
+    total, count = _per_pair(surfaces, reduce, both=symmetric)
+    return surfaces.finish(
+        divide(total, count.astype(jnp.float32), empty=jnp.nan), one_empty=jnp.inf
+    )
 
 
 @documented
@@ -435,6 +516,7 @@ def surface_dice(
     include_background: bool = False,
     class_axis: int = -1,
     distance_metric: str = "euclidean",
+    use_subvoxels: bool = False,
     ignore_index: int | None = None,
     mask: ArrayLike | None = None,
 ) -> jax.Array:
@@ -452,9 +534,21 @@ def surface_dice(
                                        |\{d \in D_{G \to P} : d \le \tau\}|}
                                       {|\partial P| + |\partial G|}
 
-    counting surface voxels (MONAI's ``use_subvoxels=False``; Nikolov et al. weigh each surface
-    element by its area instead). Empty masks (as MONAI): NaN when the class is in neither mask,
-    0 when it is in only one.
+    counting surface voxels (MONAI's ``use_subvoxels=False``). With ``use_subvoxels=True`` each
+    part of a surface is weighed by its area instead, as Nikolov et al. and DeepMind's
+    ``surface-distance`` do: the surfaces are the surface elements on the grid of voxel corners
+    (:func:`jaxseg_losses.geometry.surfels.surface_elements`, the corners whose cell of
+    :math:`2^D` voxels is mixed), each with the area :math:`a(x)` of the marching-cubes surface
+    through its cell (in 2-D the length of the contour), and
+
+    .. math::
+
+       \mathrm{NSD}_\tau(P, G) = \frac{\sum_{\partial P} a_P(x)\,[d(x, \partial G) \le \tau]
+                                       + \sum_{\partial G} a_G(x)\,[d(x, \partial P) \le \tau]}
+                                      {\sum_{\partial P} a_P(x) + \sum_{\partial G} a_G(x)}
+
+    with the distances measured between corners (MONAI's ``use_subvoxels=True``). Empty masks
+    (as MONAI): NaN when the class is in neither mask, 0 when it is in only one.
 
     Args:
       <surface args>
@@ -463,6 +557,8 @@ def surface_dice(
         background, the default, ``C - 1`` values for classes ``1 .. C-1``); finite and
         non-negative.
       <surface options>
+      use_subvoxels: ``True`` weighs the surface elements on the corner grid by their areas
+        (MONAI's ``use_subvoxels=True``); ``False`` (default) counts surface voxels.
 
     <surface returns>
 
@@ -470,21 +566,41 @@ def surface_dice(
       <surface example setup>
       >>> print(jsl.metrics.surface_dice(predictions, labels, num_classes=2, tolerance=1.0))
       [[0.84615386]]
+      >>> print(jsl.metrics.surface_dice(
+      ...     predictions, labels, num_classes=2, tolerance=1.0, use_subvoxels=True).round(4))
+      [[0.829]]
 
     References:
       Nikolov et al., "Clinically Applicable Segmentation of Head and Neck Anatomy for
       Radiotherapy: Deep Learning Algorithm Development and Validation Study", J. Med.
       Internet Res. 23(7), 2021.
     """
+    use_subvoxels = _check_bool("use_subvoxels", use_subvoxels)
     options = (include_background, spacing, distance_metric, (ignore_index, mask))
     masks = _prepare(predictions, labels, num_classes, class_axis, *options)
     classes = masks.predicted.shape[1]
     tol = _tolerance(tolerance, classes, include_background)
-    distances = _Distances(masks, both=True)
-    within = distances.origins & (distances.values <= tol.reshape(1, 1, classes, 1))
-    correct = jnp.sum(within, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
-    complete = jnp.sum(distances.origins, axis=(0, -1), dtype=jnp.int32).astype(jnp.float32)
-    return distances.finish(divide(correct, complete, empty=jnp.nan), one_empty=0.0)
+    surfaces = _surfels(masks) if use_subvoxels else _Surfaces.of_voxels(masks)
+
+    def reduce(values: jax.Array, origins: jax.Array, weights: jax.Array, tau: jax.Array) -> tuple:
+        within = origins & (values <= tau)
+        correct = jnp.sum(jnp.where(within, weights, jnp.float32(0.0)))
+        return correct, jnp.sum(jnp.where(origins, weights, jnp.float32(0.0)))
+
+    per_pair_tolerance = jnp.broadcast_to(tol, masks.predicted.shape[:2])
+    correct, complete = _per_pair(surfaces, reduce, both=True, extra=per_pair_tolerance)
+    return surfaces.finish(divide(correct, complete, empty=jnp.nan), one_empty=0.0)
+
+
+def _surfels(masks: _Masks) -> _Surfaces:
+    """The surface elements of the masks on the corner grid, weighed by their areas."""
+    batch, classes = masks.predicted.shape[:2]
+    dims = masks.spacing.shape[-1]
+    per_image = jnp.broadcast_to(masks.spacing[:, None, :], (batch, classes, dims))
+    predicted, predicted_areas = surface_elements(masks.predicted, per_image)
+    true, true_areas = surface_elements(masks.truth, per_image)
+    weights = jnp.stack([predicted_areas, true_areas])
+    return _Surfaces(predicted, true, masks.spacing, masks.metric, weights)
 
 
 def _tolerance(tolerance: Any, classes: int, include_background: bool) -> jax.Array:

@@ -87,33 +87,42 @@ def scalar_of_sums(sums_fn):
     return loss
 
 
+def numpy_squared_sums(logits, weights, activation):
+    """Σ w p² per sample and class, straight from the docstring equation."""
+    probs = numpy_probabilities(logits, activation)
+    return (np.asarray(weights, np.float64)[..., None] * probs**2).sum(1)
+
+
 def numpy_label_statistics(logits, labels, weights):
-    """lse, the label's logit and TP, Σp, Σg, straight from the docstring equations."""
+    """lse, the label's logit and TP, Σp, Σg, Σp², straight from the docstring equations."""
     x = np.asarray(logits, np.float64)
     m = x.max(-1, keepdims=True)
     lse = m + np.log(np.exp(x - m).sum(-1, keepdims=True))
     x_label = np.take_along_axis(x, labels[..., None], -1)
-    return (lse, x_label, *numpy_sums(logits, labels, weights, "softmax"))
+    sums = numpy_sums(logits, labels, weights, "softmax")
+    return (lse, x_label, *sums, numpy_squared_sums(logits, weights, "softmax"))
 
 
 def plain_statistics(x, labels, w):
-    """The same five outputs with a one-hot array and JAX autodiff: the unfused formula."""
+    """The same six outputs with a one-hot array and JAX autodiff: the unfused formula."""
     lse = jax.nn.logsumexp(x, axis=-1, keepdims=True)
     x_label = jnp.take_along_axis(x, labels[..., None], -1)
-    return (lse, x_label, *plain_sums(x, labels, w, "softmax"))
+    pred_sq = jnp.sum(w[..., None] * jax.nn.softmax(x, axis=-1) ** 2, 1)
+    return (lse, x_label, *plain_sums(x, labels, w, "softmax"), pred_sq)
 
 
 def scalar_of_statistics(statistics_fn):
-    """A nonlinear scalar of all five outputs, so every cotangent is non-trivial."""
+    """A nonlinear scalar of all six outputs, so every cotangent is non-trivial."""
 
     def loss(x, w):
-        lse, x_label, tp, pred_sum, target_sum = statistics_fn(x, w)
+        lse, x_label, tp, pred_sum, target_sum, pred_sq = statistics_fn(x, w)
         scale = jnp.arange(1.0, tp.shape[-1] + 1.0, dtype=tp.dtype)
         return (
             jnp.sum(jnp.sin(tp) * scale[None])
             + jnp.sum(pred_sum**2)
             + jnp.sum(target_sum * tp)
             + jnp.sum(jnp.cos(lse - 0.5 * x_label))
+            + jnp.sum(jnp.sin(pred_sq * scale[None]) * pred_sum)
         )
 
     return loss
@@ -194,7 +203,7 @@ def test_log_sum_exp_and_label_kernel_matches_autodiff(strategy):
 
     def fused(x):
         s = _fused.label_statistics(x, labels, weights, class_sums=False)
-        assert s.tp is None and s.pred_sum is None
+        assert s.tp is None and s.pred_sum is None and s.pred_sq is None
         return jnp.sum(jnp.cos(s.lse - 0.5 * s.label_logit))
 
     def plain(x):
@@ -258,6 +267,7 @@ def test_nan_weight_makes_every_output_and_gradient_loud(strategy):
         logits, weights
     )
     assert np.isnan(s.pred_sum[1]).all() and np.isfinite(s.pred_sum[0]).all()
+    assert np.isnan(s.pred_sq[1]).all() and np.isfinite(s.pred_sq[0]).all()
     assert np.isfinite(s.lse).all()  # the per-pixel outputs do not read the weights
     assert np.isnan(grad).any()
 
@@ -326,9 +336,9 @@ def test_shared_overlap_sums_of_every_form_match_numpy_and_autodiff(
 
 def test_reverse_mode_keeps_no_class_wide_residual(monkeypatch):
     """The backward pass recomputes the probabilities: the compiled fwd+bwd program of CE, of
-    Dice and of CE + Dice combined, on float32 logits, needs less temporary memory than one copy
-    of the logits (autodiff of the one-hot formula needs several), with the strategy the backend
-    picks for itself."""
+    Dice (with either denominator) and of CE + Dice combined, on float32 logits, needs less
+    temporary memory than one copy of the logits (autodiff of the one-hot formula needs several),
+    with the strategy the backend picks for itself."""
     monkeypatch.setattr(_fused, "STRATEGY", None)
     shape = (2, 64 * 64, 21)
     logits = jnp.zeros(shape, jnp.float32)
@@ -337,6 +347,7 @@ def test_reverse_mode_keeps_no_class_wide_residual(monkeypatch):
     losses = {
         "ce": functools.partial(jsl.cross_entropy_loss, ignore_index=255),
         "dice": functools.partial(jsl.dice_loss, ignore_index=255),
+        "squared dice": functools.partial(jsl.dice_loss, ignore_index=255, squared_pred=True),
         "ce+dice": lambda x, y: jsl.combine("ce+dice", ignore_index=255)(x, y)[0],
     }
     float32_bytes = int(np.prod(shape)) * 4
@@ -346,3 +357,63 @@ def test_reverse_mode_keeps_no_class_wide_residual(monkeypatch):
         if analysis is None:
             pytest.skip("this backend reports no memory analysis")
         assert analysis.temp_size_in_bytes < float32_bytes, name
+
+
+@pytest.mark.parametrize(("activation", "num_classes", "strategy"), FORMS, indirect=["strategy"])
+def test_shared_squared_sums_of_every_form_match_numpy_and_autodiff(
+    activation, num_classes, strategy
+):
+    """Σp² and Σg² (the squared Dice denominator): fused for softmax, plain JAX otherwise."""
+    logits, labels, weights = make_inputs(9, num_classes=num_classes)
+    if activation is None:
+        logits = numpy_probabilities(logits, "sigmoid")
+
+    def fused(x, w):
+        return jsl.Inputs.prepare(x, labels, activation=activation, mask=w).squared_sums()
+
+    def plain(x, w):
+        _, _, target_sum = plain_sums(x, labels, w, activation)
+        if activation == "softmax":
+            p = jax.nn.softmax(x, axis=-1)
+        else:
+            p = jax.nn.sigmoid(x) if activation == "sigmoid" else x
+        return jnp.sum(w[..., None] * p * p, 1), target_sum
+
+    def scalar(sums_fn):
+        def loss(x, w):
+            pred_sq, target_sq = sums_fn(x, w)
+            return jnp.sum(jnp.sin(pred_sq) * target_sq) + jnp.sum(pred_sq**2)
+
+        return loss
+
+    with jax.enable_x64(True):
+        got = jax.jit(fused)(logits, weights)
+        want = (
+            numpy_squared_sums(logits, weights, activation),
+            numpy_sums(logits, labels, weights, activation)[2],
+        )
+        for actual, expected in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=1e-12)
+        x, w = jnp.asarray(logits), jnp.asarray(weights)
+        grads = jax.jit(
+            lambda x, w: (
+                jax.grad(scalar(fused), argnums=(0, 1))(x, w),
+                jax.grad(scalar(plain), argnums=(0, 1))(x, w),
+            )
+        )(x, w)
+        np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-10, atol=1e-12)
+        kept = weights > 0  # an excluded pixel's logits are not read (see the overlap test)
+        np.testing.assert_allclose(grads[0][1][kept], grads[1][1][kept], rtol=1e-10, atol=1e-12)
+
+
+def test_squared_dice_reads_the_fused_kernel():
+    """dice_loss(squared_pred=True) on softmax logits with integer labels reads Σp² from the
+    kernel that gives the overlap sums: no [B, P, C] probabilities are built (their memory is
+    held by the residual test above, their value by the test before)."""
+    logits, labels, weights = make_inputs(10, num_classes=5, dtype=np.float32)
+    inputs = jsl.Inputs.prepare(logits, labels, mask=weights)
+    definition = jsl.dice_loss.definition(squared_pred=True)
+    inputs.plan(definition.sums)
+    definition.sums(inputs)
+    assert "label_statistics" in inputs._cache
+    assert "probabilities" not in inputs._cache and "log_probabilities" not in inputs._cache

@@ -351,3 +351,137 @@ def test_axis_name_and_per_sample_equal_the_batched_loss():
         np.testing.assert_allclose(per_device[name][0], whole[name], rtol=2e-5, err_msg=name)
         np.testing.assert_allclose(per_device[name][1], whole[name], rtol=2e-5, err_msg=name)
     np.testing.assert_allclose(single, none, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# clDice: MONAI 1.6.1's harmonic-mean smoothing, forward mode.
+
+# MONAI 1.6.1 SoftclDiceLoss(softmax=True, to_onehot_y=True, reduction="none", **options) on
+# x = default_rng(0).normal(size=(2, 9, 10, 3)) (float32, channels moved first for MONAI),
+# y = the same generator's integers(0, 3, (2, 9, 10)); computed once with torch on CPU.
+MONAI_161_CLDICE = [
+    ({}, {"harmonic_smooth": 1e-4}, [0.6889906, 0.6457044]),
+    (
+        {"include_background": False},
+        {"harmonic_smooth": 1e-4, "include_background": False},
+        [0.6494837, 0.6629810],
+    ),
+    (
+        {"iter_": 2, "smooth_nr": 0.5, "smooth_dr": 0.5, "smooth": 1e-3},
+        {"iterations": 2, "smooth": 0.5, "harmonic_smooth": 1e-3},
+        [0.6944793, 0.6506677],
+    ),
+]
+
+
+def test_cldice_matches_monai_1_6_1():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 9, 10, 3)).astype(np.float32)
+    y = rng.integers(0, 3, size=(2, 9, 10)).astype(np.int32)
+
+    @jax.jit
+    def losses(x, y):
+        return [jsl.cldice_loss(x, y, reduction="none", **ours) for _, ours, _ in MONAI_161_CLDICE]
+
+    for got, (_, _, expected) in zip(losses(x, y), MONAI_161_CLDICE, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # The default (no harmonic-mean smoothing) is the paper's formula, within 1e-4 of MONAI's.
+    default = jsl.cldice_loss(x, y, reduction="none")
+    np.testing.assert_allclose(default, ref_cldice(x, y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(default, MONAI_161_CLDICE[0][2], atol=1e-4)
+
+
+def test_cldice_forward_mode_and_hessian_vector_products():
+    """clDice keeps forward mode and Hessian-vector products: jvp equals the gradient's dot
+    product, and the HVP matches a finite difference of gradients."""
+    x, y, mask = make_case((2, 8, 9), 3, seed=3)
+    x = jnp.asarray(x, jnp.float64) if jax.config.jax_enable_x64 else jnp.asarray(x)
+    v = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), x.dtype)
+
+    def loss(z):
+        return jsl.cldice_loss(z, y, mask=mask, iterations=3)
+
+    @jax.jit
+    def derivatives(x, v):
+        _, tangent = jax.jvp(loss, (x,), (v,))
+        grad = jax.grad(loss)
+        hvp = jax.jvp(grad, (x,), (v,))[1]
+        eps = 1e-3
+        fd = (grad(x + eps * v) - grad(x - eps * v)) / (2 * eps)
+        return tangent, jnp.vdot(grad(x), v), hvp, fd
+
+    tangent, dot, hvp, fd = derivatives(x, v)
+    np.testing.assert_allclose(tangent, dot, rtol=1e-4, atol=1e-6)
+    assert np.all(np.isfinite(hvp))
+    np.testing.assert_allclose(hvp, fd, rtol=0.05, atol=2e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distance maps: precomputed in the data pipeline, and the transform they come from.
+
+
+def test_precomputed_boundary_maps_give_the_same_value_and_gradient():
+    """boundary_distance_maps (computed where the batch is loaded) passed as distance_maps gives
+    the in-step value and gradient, with ignore_index, mask and spacing; the maps are Kervadec's
+    (scipy reference) with excluded pixels in no class."""
+    from jaxseg_losses.losses.spatial import boundary_distance_maps
+
+    x, y, mask = make_case((2, 12, 12), 3, seed=7)
+    y = y.copy()
+    y[0, :2] = 255
+    spacing = (0.5, 2.0)
+    options = {"ignore_index": 255, "mask": mask, "spacing": spacing}
+    maps = jax.jit(functools.partial(boundary_distance_maps, num_classes=3, **options))(y)
+    kept = (y != 255) & (mask != 0)
+    want = np.stack(
+        [
+            np.stack([ref_signed_map((y[b] == c) & kept[b], spacing) for c in range(3)], -1)
+            for b in range(2)
+        ]
+    )
+    np.testing.assert_allclose(maps, want, rtol=1e-6, atol=1e-5)
+
+    def value_and_grad(maps_option):
+        fn = functools.partial(jsl.boundary_loss, ignore_index=255, mask=mask, **maps_option)
+        return jax.jit(jax.value_and_grad(lambda v: fn(v, y)))(x)
+
+    (v_step, g_step) = value_and_grad({"spacing": spacing})
+    (v_pre, g_pre) = value_and_grad({"distance_maps": maps})
+    np.testing.assert_allclose(v_pre, v_step, rtol=1e-6)
+    np.testing.assert_allclose(g_pre, g_step, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(v_step, ref_boundary(x, y, **options).mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(40, 50), (12, 30, 9)], ids=["2d", "3d"])
+def test_transform_is_exact_on_sparse_and_dense_sites(size):
+    """The Euclidean transform the losses use against scipy's exact EDT with anisotropic
+    spacing: dense sites, a corner without sites, blobs, one far site, an empty image."""
+    from jaxseg_losses.geometry.distance import transform
+
+    rng = np.random.default_rng(3)
+    dense = rng.uniform(size=(2, *size)) < 0.3  # every element near a site
+    one_line = dense.copy()
+    one_line[1] = rng.uniform(size=size) < 0.3
+    one_line[1][(slice(0, 16),) * len(size)] = False  # a corner far from every site
+    blobs = ndimage.median_filter(rng.integers(0, 2, (2, *size)), 7).astype(bool)
+    far = np.zeros((2, *size), bool)
+    far[0, (0,) * len(size)] = True  # one site far from most elements; image 1 empty
+    sites = np.stack([dense, one_line, blobs, far])
+    spacing = rng.uniform(0.5, 2.0, (4, 2, len(size))).astype(np.float32)
+    spacing[0] = 1.0  # unit spacing: integer squared distances, the same float as scipy's
+    run = jax.jit(lambda s, sp: transform(s, sp, "euclidean"))
+    # One program for the four cases (same shapes): compiled once.
+    got = [np.asarray(run(sites[k], spacing[k])) for k in range(4)]
+    for k in range(4):
+        for b in range(2):
+            if not sites[k, b].any():
+                assert np.all(np.isinf(got[k][b]))
+                continue
+            want = np.asarray(ndimage.distance_transform_edt(~sites[k, b], sampling=spacing[k, b]))
+            np.testing.assert_allclose(got[k][b], want, rtol=1e-6, atol=1e-5, err_msg=str(k))
+
+
+def test_cldice_harmonic_smooth_is_checked():
+    x, y, _ = make_case((2, 6, 6), 3)
+    with pytest.raises(ValueError, match=r"`harmonic_smooth` must be finite and non-negative"):
+        jsl.cldice_loss(x, y, harmonic_smooth=-1e-4)

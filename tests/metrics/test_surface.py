@@ -496,6 +496,160 @@ def test_surface_dice_matches_monai_test_suite():
     np.testing.assert_array_equal(first[5], first[6])
 
 
+# Label maps of the sub-voxel test, one string of class digits per row: the argmax of 3
+# smoothed noise fields (scipy.ndimage.gaussian_filter, sigma 1.5).
+SUBVOXEL_LABELS_TEXT = [
+    [
+        "11111111222",
+        "00011111222",
+        "00011111222",
+        "00001111221",
+        "00001110011",
+        "00001110001",
+        "00001110001",
+        "00001112222",
+        "00011122222",
+        "00001222222",
+        "20002222222",
+        "00002222220",
+    ],
+    [
+        "11110112220",
+        "11111112200",
+        "11111122200",
+        "01111122200",
+        "01111222220",
+        "21111222222",
+        "22111002222",
+        "22111002222",
+        "22222002220",
+        "22222002000",
+        "22220000000",
+        "22200000000",
+    ],
+]
+SUBVOXEL_PREDICTIONS_TEXT = [
+    [
+        "22222222222",
+        "22222222222",
+        "22202202222",
+        "20000000000",
+        "00000011002",
+        "11111000122",
+        "11111000222",
+        "11111000222",
+        "11111100222",
+        "11111111222",
+        "00001111000",
+        "00002211000",
+    ],
+    [
+        "22112222000",
+        "22112222100",
+        "22212211100",
+        "22211111100",
+        "22211111100",
+        "22111111111",
+        "11111111111",
+        "11111111111",
+        "11111111111",
+        "12101111111",
+        "10000002200",
+        "00000000200",
+    ],
+]
+
+
+def digit_maps(text):
+    return np.array([[[int(c) for c in row] for row in image] for image in text], np.int32)
+
+
+def test_surface_dice_with_subvoxels_matches_monai():
+    """MONAI 1.6.1 ``compute_surface_dice(..., use_subvoxels=True)`` on one-hot tensors of these
+    label maps (``torch.nn.functional.one_hot``), computed once with torch 2 on CPU. Its
+    surfaces are DeepMind's surface elements weighed by their areas, its distances between the
+    corners; ignore_index: MONAI zeroes both one-hot tensors on the excluded pixels."""
+    labels = digit_maps(SUBVOXEL_LABELS_TEXT)
+    predictions = digit_maps(SUBVOXEL_PREDICTIONS_TEXT)
+    excluded = labels.copy()
+    excluded[0, :3, :4] = 255
+    excluded[1, 5:8, 5:9] = 255
+    doc_g = np.zeros((1, 8, 8), np.int32)
+    doc_g[0, 2:6, 2:6] = 1
+    doc_p = np.zeros((1, 8, 8), np.int32)
+    doc_p[0, 2:6, 3:8] = 1
+    z, y, x = np.ogrid[:7, :8, :9]
+    volume_g = np.zeros((1, 7, 8, 9), np.int32)
+    volume_g[0][(z - 3) ** 2 + (y - 3.5) ** 2 + (x - 4) ** 2 <= 6.5] = 1
+    volume_g[0][(x >= 6) & (y <= 3) & (z >= 1)] = 2
+    volume_p = np.zeros((1, 7, 8, 9), np.int32)
+    volume_p[0][(z - 3) ** 2 + (y - 4) ** 2 + (x - 3.5) ** 2 <= 5] = 1
+    volume_p[0][(x >= 5) & (y <= 4) & (z <= 5)] = 2
+    empty = np.zeros((1, 6, 6), np.int32)
+    square = empty.copy()
+    square[0, 2:4, 2:4] = 1
+    tolerances = jnp.asarray([[1.0, 1.5], [0.0, 2.0]], jnp.float32)
+    spacing = np.array([[0.8, 1.3], [1.0, 1.0]], np.float32)
+
+    @jax.jit
+    def run():
+        nsd = functools.partial(metrics.surface_dice, num_classes=3, use_subvoxels=True)
+        per_metric = {
+            metric: jax.vmap(
+                lambda t, metric=metric: nsd(
+                    predictions,
+                    labels,
+                    tolerance=t,
+                    distance_metric=metric,
+                    spacing=spacing if metric == "euclidean" else None,
+                )
+            )(tolerances)
+            for metric in METRICS
+        }
+        return per_metric, {
+            "doc": metrics.surface_dice(
+                doc_p, doc_g, num_classes=2, tolerance=1.0, use_subvoxels=True
+            ),
+            "ignore": nsd(predictions, excluded, tolerance=[1.0, 1.5], ignore_index=255),
+            "empty": nsd(square, empty, tolerance=1.0),
+            "volume": nsd(
+                volume_p,
+                volume_g,
+                tolerance=[0.5, 1.0, 1.0],
+                include_background=True,
+                spacing=(0.85, 1.2, 0.9),
+            ),
+        }
+
+    per_metric, other = run()
+    expected = {  # [tolerances [1, 1.5] then [0, 2]] x images x classes 1, 2
+        "euclidean": [
+            [[0.36371126770973206, 0.6481865644454956], [0.4377763867378235, 0.576351523399353]],
+            [[0.17195561528205872, 0.7399216294288635], [0.20052209496498108, 0.7111155986785889]],
+        ],
+        "taxicab": [
+            [[0.48086339235305786, 0.657497763633728], [0.4377763867378235, 0.4766349494457245]],
+            [[0.1669762283563614, 0.7849076390266418], [0.20052209496498108, 0.7111155986785889]],
+        ],
+        "chessboard": [
+            [[0.5439578890800476, 0.6924053430557251], [0.5416706800460815, 0.576351523399353]],
+            [[0.1669762283563614, 0.7849076390266418], [0.20052209496498108, 0.8569751381874084]],
+        ],
+    }
+    for metric, values in expected.items():
+        np.testing.assert_allclose(per_metric[metric], values, rtol=1e-5, err_msg=metric)
+    np.testing.assert_allclose(other["doc"], [[0.8289718627929688]], rtol=1e-6)
+    np.testing.assert_allclose(
+        other["ignore"],
+        [[0.527974009513855, 0.7577796578407288], [0.4782879054546356, 0.5542445778846741]],
+        rtol=1e-5,
+    )
+    np.testing.assert_array_equal(other["empty"], [[0.0, np.nan]])
+    np.testing.assert_allclose(
+        other["volume"], [[0.8718156814575195, 0.9694511294364929, 0.866933286190033]], rtol=1e-5
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Errors and value checks.
 
