@@ -137,6 +137,31 @@ def rounds(
     return times
 
 
+def interleaved(
+    runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    """Seconds per call of every run, each round calling every run once in turn."""
+    warm_up(runs.values(), warmup)
+    return dict(zip(runs, rounds(list(runs.values()), repeats), strict=True))
+
+
+def timing_row(
+    case: str, impl: str, source: str, seconds: list[float], **extra: Any
+) -> dict[str, Any]:
+    """One implementation's row of a host-comparison suite: medians, minimum, every time."""
+    return {
+        "case": case,
+        "impl": impl,
+        "source": source,
+        "median_ms": median_ms(seconds),
+        "min_ms": min_ms(seconds),
+        "times_ms": [1e3 * s for s in seconds],
+        "compile_s": None,
+        "temp_bytes": None,
+        **extra,
+    }
+
+
 def median_ms(times: Sequence[float]) -> float:
     return 1e3 * statistics.median(times)
 

@@ -28,7 +28,7 @@ takes tens of seconds a call at the full size, so the lesion case runs at most
 """
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,28 +171,6 @@ def lesion_volumes(
 # Timing.
 
 
-def _interleaved(
-    runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int
-) -> dict[str, list[float]]:
-    """Seconds per call of every run, each round calling every run once in turn."""
-    _harness.warm_up(runs.values(), warmup)
-    return dict(zip(runs, _harness.rounds(list(runs.values()), repeats), strict=True))
-
-
-def _row(case: str, impl: str, source: str, seconds: list[float], **extra: Any) -> dict[str, Any]:
-    return {
-        "case": case,
-        "impl": impl,
-        "source": source,
-        "median_ms": _harness.median_ms(seconds),
-        "min_ms": _harness.min_ms(seconds),
-        "times_ms": [1e3 * s for s in seconds],
-        "compile_s": None,
-        "temp_bytes": None,
-        **extra,
-    }
-
-
 def scipy_labels(masks: np.ndarray, connectivity: int) -> np.ndarray:
     """``scipy.ndimage.label`` of each image of the batch, written into one int32 array."""
     structure = ndi.generate_binary_structure(masks.ndim - 1, connectivity)
@@ -247,7 +225,7 @@ def run_components_case(
     identical = bool(np.array_equal(labels, expected)) and bool(
         np.array_equal(counts, expected.reshape(len(masks), -1).max(axis=1))
     )
-    times = _interleaved(
+    times = _harness.interleaved(
         {
             "jsl": lambda: program.run(device_masks),
             "scipy": lambda: scipy_labels(masks, connectivity),
@@ -261,7 +239,7 @@ def run_components_case(
         "components": int(counts.sum()),
         "foreground": float(masks.mean()),
     }
-    mine = _row(
+    mine = _harness.timing_row(
         case,
         "jsl.metrics.connected_components",
         "jaxseg_losses",
@@ -272,7 +250,9 @@ def run_components_case(
     )
     mine["compile_s"] = program.compile_s if first else None
     mine["temp_bytes"] = program.temp_bytes
-    reference = _row(case, "scipy.ndimage.label, per image", "host", times["scipy"], **shared)
+    reference = _harness.timing_row(
+        case, "scipy.ndimage.label, per image", "host", times["scipy"], **shared
+    )
     mine["ratio"] = mine["median_ms"] / reference["median_ms"]
     reference["ratio"] = 1.0
     print(
@@ -316,7 +296,7 @@ def run_lesions(
         for name in ("dice", "hausdorff", "tp", "fp", "fn")
     }
     host = host_lesion_scores(predictions, labels)
-    times = _interleaved(
+    times = _harness.interleaved(
         {
             "jsl": lambda: program.run(*device),
             "host": lambda: host_lesion_scores(predictions, labels),
@@ -327,7 +307,7 @@ def run_lesions(
     differences = {
         name: float(np.max(np.abs(mine_values[name] - host[name]))) for name in mine_values
     }
-    mine = _row(
+    mine = _harness.timing_row(
         case,
         "jaxseg_losses.metrics.lesions.lesion_wise_scores",
         "jaxseg_losses",
@@ -337,7 +317,7 @@ def run_lesions(
         input_bytes=int(predictions.nbytes + labels.nbytes),
     )
     mine["compile_s"], mine["temp_bytes"] = program.compile_s, program.temp_bytes
-    reference = _row(
+    reference = _harness.timing_row(
         case,
         "BraTS 2023 algorithm (tests/references/lesions.py, host)",
         "host",

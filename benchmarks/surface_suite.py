@@ -149,28 +149,6 @@ def host_hd95(
 # Timing.
 
 
-def _interleaved(
-    runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int
-) -> dict[str, list[float]]:
-    """Seconds per call of every run, each round calling every run once in turn."""
-    _harness.warm_up(runs.values(), warmup)
-    return dict(zip(runs, _harness.rounds(list(runs.values()), repeats), strict=True))
-
-
-def _row(case: str, impl: str, source: str, seconds: list[float], **extra: Any) -> dict[str, Any]:
-    return {
-        "case": case,
-        "impl": impl,
-        "source": source,
-        "median_ms": _harness.median_ms(seconds),
-        "min_ms": _harness.min_ms(seconds),
-        "times_ms": [1e3 * s for s in seconds],
-        "compile_s": None,
-        "temp_bytes": None,
-        **extra,
-    }
-
-
 def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[str, Any]]:
     rows = []
     masks = edt_masks(shape)
@@ -182,7 +160,7 @@ def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[s
         ours = np.asarray(program.run(device_mask))
         expected = ndi.distance_transform_edt(mask)
         error = float(np.max(np.abs(ours - expected)))
-        times = _interleaved(
+        times = _harness.interleaved(
             {
                 "jsl": lambda m=device_mask: program.run(m),
                 "scipy": lambda m=mask: ndi.distance_transform_edt(m),
@@ -190,7 +168,7 @@ def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[s
             repeats=repeats,
             warmup=warmup,
         )
-        mine = _row(
+        mine = _harness.timing_row(
             case,
             "jsl.metrics.distance_transform",
             "jaxseg_losses",
@@ -200,7 +178,9 @@ def run_edt(shape: tuple[int, ...], *, repeats: int, warmup: int) -> list[dict[s
         )
         mine["compile_s"] = program.compile_s if not rows else None
         mine["temp_bytes"] = program.temp_bytes
-        reference = _row(case, "scipy.ndimage.distance_transform_edt", "host", times["scipy"])
+        reference = _harness.timing_row(
+            case, "scipy.ndimage.distance_transform_edt", "host", times["scipy"]
+        )
         mine["ratio"] = mine["median_ms"] / reference["median_ms"]
         reference["ratio"] = 1.0
         rows += [mine, reference]
@@ -224,7 +204,7 @@ def run_hd95(
     value = np.asarray(program.run(*device))
     by_edt = host_hd95(predictions, labels, num_classes, SPACING, _directed_edt)
     by_tree = host_hd95(predictions, labels, num_classes, SPACING, _directed_kdtree)
-    times = _interleaved(
+    times = _harness.interleaved(
         {
             "jsl": lambda: program.run(*device),
             "edt": lambda: host_hd95(predictions, labels, num_classes, SPACING, _directed_edt),
@@ -236,7 +216,7 @@ def run_hd95(
         warmup=warmup,
     )
     rows = [
-        _row(
+        _harness.timing_row(
             case,
             "jsl.metrics.hausdorff_distance(percentile=95)",
             "jaxseg_losses",
@@ -244,8 +224,12 @@ def run_hd95(
             values=value.tolist(),
             input_bytes=int(predictions.nbytes + labels.nbytes),
         ),
-        _row(case, "MONAI-style, scipy EDT (host)", "host", times["edt"], values=by_edt.tolist()),
-        _row(case, "MONAI-style, cKDTree (host)", "host", times["kdtree"], values=by_tree.tolist()),
+        _harness.timing_row(
+            case, "MONAI-style, scipy EDT (host)", "host", times["edt"], values=by_edt.tolist()
+        ),
+        _harness.timing_row(
+            case, "MONAI-style, cKDTree (host)", "host", times["kdtree"], values=by_tree.tolist()
+        ),
     ]
     rows[0]["compile_s"], rows[0]["temp_bytes"] = program.compile_s, program.temp_bytes
     reference = rows[1]["median_ms"]
