@@ -127,6 +127,15 @@ def check_in_unit_interval(name: str, value: Any, *, closed_right: bool = True) 
     check_real(name, value, low=0.0, high=1.0, high_open=not closed_right)
 
 
+def check_static_int(name: str, value: Any, low: int) -> int:
+    """``value`` as a Python int of at least ``low`` (a static count or shape), else an error."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` must be a Python int >= {low}; got {type(value).__name__}.")
+    if value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}; got {value}.")
+    return int(value)
+
+
 def check_bool(name: str, value: Any) -> bool:
     """Returns a bool option, raising ``TypeError`` for anything else: never truthiness."""
     if not isinstance(value, bool | np.bool_):

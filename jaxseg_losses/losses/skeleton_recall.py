@@ -16,11 +16,8 @@ any number of spatial axes (1, 2 or 3) is accepted: the 3-D skeleton of the auth
 computed here.
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxseg_losses._core import checks as _checks
@@ -30,14 +27,6 @@ from jaxseg_losses._core.definition import LossDefinition
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.geometry.morphology import soft_erode
 from jaxseg_losses.geometry.skeleton import skeletonize
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be a Python int >= {low}; got {type(value).__name__}.")
-    if value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}; got {value}.")
-    return int(value)
 
 
 def _tube(skeleton: jax.Array, iterations: int) -> jax.Array:
@@ -135,7 +124,7 @@ def skeleton_recall_loss(
       Segmentation of Thin Tubular Structures", ECCV 2024.
     """
     _checks.check_nonnegative("smooth", smooth)
-    tube_iterations = _check_int("tube_iterations", tube_iterations, 0)
+    tube_iterations = _checks.check_static_int("tube_iterations", tube_iterations, 0)
     _checks.check_bool("precomputed", precomputed)
 
     def sums(inputs: Inputs) -> dict[str, jax.Array]:

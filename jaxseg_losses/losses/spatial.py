@@ -69,14 +69,6 @@ def _spacing(spacing: Any, dims: int, batch: int) -> jax.Array:
     return jnp.broadcast_to(array, (batch, dims))
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be a Python int >= {low}; got {type(value).__name__}.")
-    if value < low:
-        raise ValueError(f"`{name}` must be an int >= {low}; got {value}.")
-    return int(value)
-
-
 def _check_dims(inputs: Inputs, name: str) -> int:
     dims = len(inputs.spatial_shape)
     if not 1 <= dims <= 3:
@@ -294,7 +286,7 @@ def boundary_distance_maps(
       >>> print(boundary_distance_maps(labels, num_classes=2)[0, 0, :, 1])
       [2. 1. 0. 0. 1. 2.]
     """
-    _check_int("num_classes", num_classes, 1)
+    _checks.check_static_int("num_classes", num_classes, 1)
     _check_spacing(spacing)
     labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer) or not 2 <= labels.ndim <= 4:
@@ -484,7 +476,7 @@ def cldice_loss(
       Shit, Paetzold, Sekuboyina, Ezhov, Unger, Zhylka, Pluim, Bauer & Menze, "clDice - a Novel
       Topology-Preserving Loss Function for Tubular Structure Segmentation", CVPR 2021.
     """
-    iterations = _check_int("iterations", iterations, 0)
+    iterations = _checks.check_static_int("iterations", iterations, 0)
     _checks.check_nonnegative("smooth", smooth)
     _checks.check_nonnegative("harmonic_smooth", harmonic_smooth)
     _checks.check_bool("include_background", include_background)
