@@ -7,8 +7,9 @@ run, so that the ratios hold even on a busy machine:
 
 * ``edt``: ``jsl.metrics.distance_transform`` of a ``[128, 128, 128]`` mask (balls in an empty
   volume, and uniform noise) against ``scipy.ndimage.distance_transform_edt``;
-* ``hd95``: ``jsl.metrics.hausdorff_distance(percentile=95)`` of ``[2, 96, 96, 96]`` label maps
-  with 4 classes (3 without the background) and anisotropic spacing, against two host
+* ``hd95``: ``jsl.metrics.hausdorff_distance(percentile=95)`` of ``[2, 96, 96, 96]`` and
+  ``[16, 512, 512]`` label maps with 4 classes (3 without the background) and anisotropic
+  spacing, against two host
   implementations of MONAI's algorithm written here from its documentation (no MONAI, no
   torch): per image and class, crop both masks to the bounding box of their union with a margin
   of one voxel, take the surfaces as ``mask ^ binary_erosion(mask)``, and measure each surface's
@@ -36,8 +37,9 @@ import scipy.spatial
 import jaxseg_losses as jsl
 from benchmarks import _harness
 
-FULL = {"edt": (128, 128, 128), "hd95": (2, 96, 96, 96), "classes": 4}
-QUICK = {"edt": (24, 24, 24), "hd95": (1, 16, 16, 16), "classes": 3}
+FULL = {"edt": (128, 128, 128), "hd95": ((2, 96, 96, 96), (16, 512, 512)), "classes": 4}
+QUICK = {"edt": (24, 24, 24), "hd95": ((1, 16, 16, 16), (2, 32, 32)), "classes": 3}
+# Element sizes of the 3-D case; a 2-D case takes the first two.
 SPACING = (0.9, 0.9, 1.5)
 PERCENTILE = 95.0
 
@@ -192,24 +194,25 @@ def run_hd95(
     shape: tuple[int, ...], num_classes: int, *, repeats: int, warmup: int
 ) -> list[dict[str, Any]]:
     case = f"hd95 {list(shape)} {num_classes} classes"
+    spacing = SPACING[: len(shape) - 1]
     predictions, labels = label_maps(shape, num_classes)
     device = jax.block_until_ready((jnp.asarray(predictions), jnp.asarray(labels)))
 
     def ours(p: jax.Array, g: jax.Array) -> jax.Array:
         return jsl.metrics.hausdorff_distance(
-            p, g, num_classes=num_classes, percentile=PERCENTILE, spacing=SPACING
+            p, g, num_classes=num_classes, percentile=PERCENTILE, spacing=spacing
         )
 
     program = _harness.compile_timed(ours, *device)
     value = np.asarray(program.run(*device))
-    by_edt = host_hd95(predictions, labels, num_classes, SPACING, _directed_edt)
-    by_tree = host_hd95(predictions, labels, num_classes, SPACING, _directed_kdtree)
+    by_edt = host_hd95(predictions, labels, num_classes, spacing, _directed_edt)
+    by_tree = host_hd95(predictions, labels, num_classes, spacing, _directed_kdtree)
     times = _harness.interleaved(
         {
             "jsl": lambda: program.run(*device),
-            "edt": lambda: host_hd95(predictions, labels, num_classes, SPACING, _directed_edt),
+            "edt": lambda: host_hd95(predictions, labels, num_classes, spacing, _directed_edt),
             "kdtree": lambda: host_hd95(
-                predictions, labels, num_classes, SPACING, _directed_kdtree
+                predictions, labels, num_classes, spacing, _directed_kdtree
             ),
         },
         repeats=repeats,
@@ -252,21 +255,35 @@ def machine_description() -> dict[str, Any]:
     return _harness.machine_description(versions, load_digits=2)
 
 
+# What was tried for the CPU bound on HD95, with the figures measured then (2-core Intel Xeon,
+# [2, 96, 96, 96], 4 classes), reported where the bound is missed.
+HD95_TRIED = (
+    "Each image and class is transformed in the smallest of 4 static cubes (sides k/4 of the "
+    "largest axis, at least 16) that holds both its surfaces, one lax.switch branch per size: "
+    "6.98x -> 3.05x the cropped host version, temporary memory 551 -> 104 MB. The "
+    "host crops each pair to its exact box, so small structures cost it their size while here "
+    "they cost the smallest cube; its distance transform is also scipy's C loop over one crop "
+    "at a time, against a batched transform of every crop of a level. Not tried: more levels "
+    "(each adds a compiled transform) or transforms restricted to a band around the surfaces."
+)
+
+
 def targets(rows: Sequence[dict[str, Any]], backend: str) -> list[dict[str, Any]]:
-    """On CPU: the distance transform within 2x of scipy's. On an accelerator: the distance
-    transform and HD95 at least 10x faster than the host implementations."""
+    """On CPU: the distance transform within 2x of scipy's and HD95 within 1.5x of the cropped
+    host version. On an accelerator: both at least 10x faster than the host implementations."""
     out = []
     for row in rows:
         if row["source"] != "jaxseg_losses":
             continue
         edt = row["case"].startswith("edt")
-        if backend == "cpu" and not edt:
-            continue  # reported, with no CPU target
-        bound = 2.0 if backend == "cpu" else 0.1
+        if backend == "cpu":
+            bound = 2.0 if edt else 1.5
+        else:
+            bound = 0.1
         reference = "scipy EDT" if edt else "MONAI-style scipy EDT"
-        out.append(
-            _harness.target(f"{row['case']}: {row['impl']} / {reference}", bound, row["ratio"])
-        )
+        entry = _harness.target(f"{row['case']}: {row['impl']} / {reference}", bound, row["ratio"])
+        entry["tried"] = None if entry["met"] or edt else HD95_TRIED
+        out.append(entry)
     return out
 
 
@@ -275,9 +292,11 @@ def markdown_report(result: dict[str, Any]) -> str:
         "Surface-metric benchmark results",
         result,
         ("jax", "scipy", "numpy"),
-        mode_note=f"; HD95 spacing {list(SPACING)}",
+        mode_note=f"; HD95 spacing {list(SPACING)} (3-D), the first two (2-D)",
     )
     lines += ["", "## Targets", "", *_harness.targets_table(result["targets"])]
+    if any(t.get("tried") for t in result["targets"]):
+        lines += ["", f"Where HD95's bound is missed: {HD95_TRIED}"]
     lines += [
         "",
         "## Measurements",
@@ -329,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     machine = machine_description()
     print(_harness.machine_line(machine))
     rows = run_edt(sizes["edt"], repeats=repeats, warmup=warmup)
-    rows += run_hd95(sizes["hd95"], sizes["classes"], repeats=repeats, warmup=warmup)
+    for shape in sizes["hd95"]:
+        rows += run_hd95(shape, sizes["classes"], repeats=repeats, warmup=warmup)
     _harness.note_load_average(machine, "end", digits=2)
     result: dict[str, Any] = {
         "machine": machine,

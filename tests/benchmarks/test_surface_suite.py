@@ -22,11 +22,12 @@ def test_quick_run_writes_json_and_markdown(quick_result):
     loaded = json.loads((out / "results_surface_quick.json").read_text())
     assert loaded["quick"] is True and loaded["repeats"] == 2
     assert set(loaded["machine"]) >= {"date", "cpu", "backend", "device", "jax", "scipy"}
-    assert len(loaded["rows"]) == len(result["rows"]) == 7
+    assert len(loaded["rows"]) == len(result["rows"]) == 10
     markdown = (out / "results_surface_quick.md").read_text()
     assert "## Targets" in markdown and "## Measurements" in markdown
     assert "edt balls [24, 24, 24]" in markdown and "hd95 [1, 16, 16, 16] 3 classes" in markdown
-    assert len(result["targets"]) >= 2
+    assert "hd95 [2, 32, 32] 3 classes" in markdown
+    assert len(result["targets"]) == 4
 
 
 def test_rows_are_complete_and_implementations_agree(quick_result):
@@ -41,6 +42,6 @@ def test_rows_are_complete_and_implementations_agree(quick_result):
         if "max_abs_difference" in row:
             assert row["max_abs_difference"] < 1e-4, row["impl"]
     hd95 = [r for r in result["rows"] if r["case"].startswith("hd95")]
-    assert {r["source"] for r in hd95} == {"jaxseg_losses", "host"} and len(hd95) == 3
+    assert {r["source"] for r in hd95} == {"jaxseg_losses", "host"} and len(hd95) == 6
     assert any(math.isfinite(v) for v in hd95[0]["values"][0])
     assert result["rows"][0]["compile_s"] > 0
