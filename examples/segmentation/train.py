@@ -587,18 +587,23 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     columns = min(result.datasets.num_classes, max(1, num_examples))
     rows = -(-result.datasets.num_classes // columns)  # of the legend
     figure, axes = plt.subplots(
-        3, num_examples, figsize=(2 * num_examples, 6 + 0.3 * rows), squeeze=False
+        4, num_examples, figsize=(2 * num_examples, 8 + 0.3 * rows), squeeze=False
     )
     colour_limits = dict(vmin=0, vmax=result.datasets.num_classes - 1, cmap="tab20")
     colours = matplotlib.colormaps["tab20"]
     norm = matplotlib.colors.Normalize(**{k: colour_limits[k] for k in ("vmin", "vmax")})
+    # The error panel: a correct pixel white, a wrong one red, an ignored one grey.
+    error_colours = dict(
+        cmap=matplotlib.colors.ListedColormap(["white", "tab:red", "lightgrey"]), vmin=0, vmax=2
+    )
     for column in range(num_examples):
         axes[0, column].imshow(images[column].squeeze(), cmap="gray")
         axes[1, column].imshow(
             np.where(truth[column] == data.IGNORE_INDEX, 0, truth[column]), **colour_limits
         )
         axes[2, column].imshow(predictions[column], **colour_limits)
-    for row, title in enumerate(("input", "ground truth", "prediction")):
+        axes[3, column].imshow(_error_map(predictions[column], truth[column]), **error_colours)
+    for row, title in enumerate(("input", "ground truth", "prediction", "errors")):
         axes[row, 0].set_ylabel(title)
     for axis in axes.flat:
         axis.set_xticks([])
@@ -609,7 +614,7 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
         for index, name in enumerate(result.datasets.class_names)
     ]
     figure.legend(handles=handles, loc="lower center", ncol=columns, frameon=False)
-    figure.tight_layout(rect=(0, 0.3 * rows / (6 + 0.3 * rows) + 0.01, 1, 1))
+    figure.tight_layout(rect=(0, 0.3 * rows / (8 + 0.3 * rows) + 0.01, 1, 1))
     grid = out / "predictions.png"
     figure.savefig(grid, dpi=100)
     plt.close(figure)
@@ -620,6 +625,12 @@ def save_outputs(result: Result, out: str | Path, *, num_examples: int = 6) -> d
     summary = out / "summary.json"
     summary.write_text(json.dumps(summary_dict(result), indent=2))
     return {**paths, "summary": summary}
+
+
+def _error_map(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """0 where the prediction is right, 1 where it is wrong, 2 where the label is ignored."""
+    wrong = (prediction != truth).astype(np.int32)
+    return np.where(truth == data.IGNORE_INDEX, 2, wrong)
 
 
 def save_reliability_diagram(metrics: dict[str, np.ndarray], path: Path) -> Path:

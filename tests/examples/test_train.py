@@ -137,6 +137,13 @@ def test_metrics_table_lists_every_class(tiny_result):
     assert "**mean**" in table
 
 
+def test_error_map_marks_wrong_and_ignored_pixels():
+    truth = np.array([[0, 1, 2], [train.data.IGNORE_INDEX, 1, 0]])
+    prediction = np.array([[0, 2, 2], [1, 1, 1]])
+    expected = np.array([[0, 1, 0], [2, 0, 1]])  # right 0, wrong 1, ignored 2
+    np.testing.assert_array_equal(train._error_map(prediction, truth), expected)
+
+
 def test_save_outputs_writes_pngs_and_summary(tiny_result, tmp_path):
     paths = train.save_outputs(tiny_result, tmp_path / "out", num_examples=3)
     assert set(paths) == {"curves", "predictions", "reliability", "summary"}
