@@ -1,6 +1,8 @@
 """Sphinx configuration of the jaxseg_losses documentation.
 
-Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (the ``docs`` extra).
+Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (the ``docs`` extra), then
+``python docs/check_html.py`` (no raw TeX, nothing from a CDN); ``python docs/build.py`` runs both
+and, where Chromium is installed, takes screenshots into ``_static/screenshots``.
 """
 
 import inspect
@@ -8,6 +10,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+# Local extensions (docs/_ext): MathML at build time; where long names in tables and the
+# contents list may break.
+sys.path.insert(0, os.path.abspath("_ext"))
 
 import jaxseg_losses
 
@@ -21,9 +26,14 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
+    "mathml",
+    "wrap_points",
 ]
+
+# Maths is MathML written at build time (docs/_ext/mathml.py): the pages load no script and
+# nothing from a network, and a formula that does not convert fails the build.
+html_math_renderer = "mathml"
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
@@ -49,6 +59,10 @@ autodoc_type_aliases = {
     "ArrayLike | None": "jax.typing.ArrayLike | None",
 }
 python_use_unqualified_type_names = True
+# The page contents list shows "update()", not "ConfusionMatrixAccumulator.update()" each time.
+toc_object_entries_show_parents = "hide"
+# The pytree protocol of the accumulators is JAX's business, not the reader's.
+autodoc_default_options = {"exclude-members": "tree_flatten, tree_unflatten"}
 
 html_theme = "sphinx_book_theme"
 html_title = f"jaxseg_losses {release}"
