@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxseg_losses._core.varying import varying_like
+
 ArrayLike = jax.typing.ArrayLike
 
 _MAX_SPATIAL_DIMS = 3
@@ -134,9 +136,8 @@ def _compress(parent: jax.Array) -> tuple[jax.Array, jax.Array]:
         great_grand = up(grand)
         return great_grand, steps + 2, jnp.any(great_grand != grand)
 
-    parent, steps, _ = jax.lax.while_loop(
-        not_flat, jump, (parent, jnp.int32(0), jnp.any(up(parent) != parent))
-    )
+    start = (parent, *varying_like((jnp.int32(0),), parent), jnp.any(up(parent) != parent))
+    parent, steps, _ = jax.lax.while_loop(not_flat, jump, start)
     return parent, steps
 
 
@@ -208,7 +209,7 @@ def _label(foreground: jax.Array, connectivity: int) -> Labelling:
 
     rounds = jnp.int32(0)
     if foreground.ndim > 2:  # in 1-D the runs are the components
-        state = (parent, rounds, jumps, jnp.bool_(True))
+        state = varying_like((parent, rounds, jumps, jnp.bool_(True)), foreground)
         parent, rounds, jumps, _ = jax.lax.while_loop(unfinished, round_, state)
     is_root = jax.lax.optimization_barrier(foreground & (parent == index)).reshape(shape[0], -1)
     numbers_ = jnp.cumsum(is_root, axis=1, dtype=jnp.int32).reshape(-1)

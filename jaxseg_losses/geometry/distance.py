@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg_losses._core.docs import documented
+from jaxseg_losses._core.varying import varying_like
 
 METRICS = ("euclidean", "chessboard", "taxicab")
 
@@ -202,7 +203,8 @@ def _parabola_envelope(g: jax.Array, spacing: jax.Array) -> jax.Array:
         return stack, nxt, new_top
 
     # Every root is pushed (or skipped) once and popped at most once: 2n - 1 micro-steps suffice.
-    stack, _, top = jax.lax.fori_loop(0, 2 * n - 1, micro_step, (stack, nxt, top))
+    start = varying_like((stack, nxt, top), g)
+    stack, _, top = jax.lax.fori_loop(0, 2 * n - 1, micro_step, start)
     root, value, start = jnp.moveaxis(stack, -1, 0)
     # Parabola j of the envelope is lowest on [start_j, start_{j+1}); element x reads parabola
     # #{j >= 1 : start_j <= x}, counted by scattering a 1 at ceil(start_j) and summing up.
@@ -266,6 +268,7 @@ def _cone_max(g: jax.Array, spacing: jax.Array) -> jax.Array:
         return jnp.where(reached, lo, mid + 1), jnp.where(reached, mid, hi)
 
     bounds = (jnp.zeros((n, lanes), jnp.int32), jnp.full((n, lanes), n, jnp.int32))
+    bounds = varying_like(bounds, g)
     crossing, _ = jax.lax.fori_loop(0, n.bit_length(), bisect, bounds)
     # Radii from the crossing on cost s j (least at the crossing); radii before it cost m_j
     # (least just before it).

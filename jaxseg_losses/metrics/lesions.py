@@ -60,6 +60,7 @@ import jax.numpy as jnp
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.varying import varying_like
 from jaxseg_losses.geometry.components import check_connectivity, connected_components, shifted
 from jaxseg_losses.geometry.distance import transform
 from jaxseg_losses.geometry.surfels import surface_elements
@@ -286,7 +287,7 @@ def _weighted_percentile(values: jax.Array, weights: jax.Array, q: jax.Array) ->
     rows = values.shape[0]
     lo = jnp.zeros((rows,), jnp.int32)
     hi = jnp.full((rows,), _INF_BITS, jnp.int32)
-    lo, _ = jax.lax.fori_loop(0, _BISECTION_STEPS, narrow, (lo, hi))
+    lo, _ = jax.lax.fori_loop(0, _BISECTION_STEPS, narrow, varying_like((lo, hi), values))
     largest = jnp.max(jnp.where(weights > 0, values, jnp.float32(0.0)), axis=-1)
     found = jnp.minimum(jax.lax.bitcast_convert_type(lo, jnp.float32), largest)
     return jnp.where(total > 0, found, jnp.float32(jnp.inf))
@@ -322,7 +323,8 @@ def _lesion_hausdorff(
             union = matches.matched[row, :, lesion][found.predicted[row]]
             return _robust_hausdorff(truth, union, spacing[row], q)
 
-        return jax.lax.cond(active[item], measure, lambda: jnp.float32(jnp.inf))
+        skipped = varying_like(jnp.float32(jnp.inf), found.lesions, matches.matched, spacing)
+        return jax.lax.cond(active[item], measure, lambda: skipped)
 
     return jax.lax.map(one, jnp.arange(rows * slots, dtype=jnp.int32)).reshape(rows, slots)
 
