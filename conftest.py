@@ -6,8 +6,11 @@
   same. Appended to any ``XLA_FLAGS`` already set, and inherited by the subprocesses some tests
   start (the 8-device and the two-process checks add their own flags after these).
 * Strict dtype promotion and rank promotion, as in the test suite (``tests/conftest.py``).
+* The optional integrations import their extras (``jaxseg_losses[nnx]``, ``jaxseg_losses[clu]``):
+  without them their doctests are not collected, as their tests skip.
 """
 
+import importlib.util
 import os
 
 FAST_COMPILE_FLAGS = (
@@ -26,3 +29,9 @@ import jax  # noqa: E402  (after XLA_FLAGS: XLA reads them when the backend star
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+collect_ignore = [
+    f"jaxseg_losses/{module}"
+    for module, package in (("nnx.py", "flax"), ("clu.py", "clu"))
+    if importlib.util.find_spec(package) is None
+]

@@ -5,6 +5,7 @@ Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (the ``doc
 and, where Chromium is installed, takes screenshots into ``_static/screenshots``.
 """
 
+import importlib
 import inspect
 import os
 import sys
@@ -87,6 +88,10 @@ def _documented_public_names():
                 names.append(f"jaxseg_losses.{name}.{sub}")
         else:
             names.append(f"jaxseg_losses.{name}")
+    # The optional integrations (the docs extra installs flax and clu).
+    for module_name in ("jaxseg_losses.nnx", "jaxseg_losses.clu"):
+        module = importlib.import_module(module_name)
+        names += [f"{module_name}.{sub}" for sub in module.__all__]
     return list(dict.fromkeys(names))
 
 

@@ -8,7 +8,12 @@ described once by additive per-sample statistics and a finishing step
 (channels-last; ``class_axis=1`` for NCHW), ``labels`` as integer indices ``[B, *spatial]`` or
 dense float targets ``[B, *spatial, C]``, optional ``mask`` ``[B, *spatial]`` and
 ``ignore_index``; computation in float32 or wider.
+
+The metrics as Flax NNX and CLU metrics are ``jaxseg_losses.nnx`` and ``jaxseg_losses.clu``
+(the ``nnx`` and ``clu`` extras); ``jsl.nnx`` and ``jsl.clu`` import them on first use.
 """
+
+import importlib
 
 from jaxseg_losses import accumulate, geometry, metrics, per_sample
 from jaxseg_losses._core.checks import checked
@@ -107,3 +112,10 @@ __all__ = [
     "tversky_loss",
     "unified_focal_loss",
 ]
+
+
+def __getattr__(name: str):
+    """``jsl.nnx`` and ``jsl.clu`` import their optional dependencies on first use."""
+    if name in ("nnx", "clu"):
+        return importlib.import_module(f"jaxseg_losses.{name}")
+    raise AttributeError(f"module 'jaxseg_losses' has no attribute {name!r}")

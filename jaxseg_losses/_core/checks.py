@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import functools
 import numbers
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -197,6 +198,72 @@ def check_shape(name: str, x: jax.Array, expected: tuple[int, ...], hint: str = 
         raise ValueError(f"{message} {hint}".rstrip()) from None
 
 
+def _without(shape: Sequence[int], axis: int) -> tuple[int, ...]:
+    return tuple(s for i, s in enumerate(shape) if i != axis)
+
+
+def class_axis_hint(
+    name: str, shape: Sequence[int], scores: str, scores_shape: Sequence[int], class_axis: int
+) -> str:
+    """The fix when ``shape`` is ``scores_shape`` without another axis than ``class_axis``.
+
+    Channels-first scores (NCHW logits) with the default ``class_axis=-1``: the label maps
+    have the scores' shape without axis 1, and the fix is ``class_axis=1``. Returns ``""``
+    when no other axis fits (``class_axis`` is non-negative).
+    """
+    for axis in range(1, len(scores_shape)):
+        if axis != class_axis and _without(scores_shape, axis) == tuple(shape):
+            which = (
+                f"the class axis of channels-first `{scores}`, [B, C, *spatial]"
+                if axis == 1
+                else f"if that is the class axis of `{scores}`"
+            )
+            return (
+                f"`{name}` have the shape of `{scores}` without axis {axis}: pass "
+                f"`class_axis={axis}` ({which})."
+            )
+    return ""
+
+
+def _moved(shape: Sequence[int], source: int, target: int) -> tuple[int, ...]:
+    """The shape of ``jnp.moveaxis(x, source, target)`` for ``x`` of ``shape``."""
+    moved = list(shape)
+    moved.insert(target, moved.pop(source))
+    return tuple(moved)
+
+
+def moved_axis_hint(
+    name: str, shape: Sequence[int], scores: str, scores_shape: Sequence[int], class_axis: int
+) -> str:
+    """The fix when dense ``shape`` is ``scores_shape`` with the class axis elsewhere.
+
+    Dense targets share the layout of the scores, class axis included: one-hot targets made
+    channels-last (``jax.nn.one_hot``) for channels-first logits, or the other way round.
+    Returns ``""`` when no single moved axis turns one shape into the other.
+    """
+    pairs = [
+        (source, target)
+        for source in range(1, len(shape))
+        for target in range(1, len(shape))
+        if source != target and _moved(shape, source, target) == tuple(scores_shape)
+    ]
+    if not pairs:
+        return ""
+    # A move onto the class axis of the scores is the likeliest reading.
+    source, target = next((p for p in pairs if p[1] == class_axis), pairs[0])
+    move = f"`jnp.moveaxis({name}, {source}, {target})`"
+    if target == class_axis:
+        return (
+            f"`{name}` have the shape of `{scores}` with the class axis at {source} instead "
+            f"of {target}: dense targets share the layout of `{scores}`; move it: {move}."
+        )
+    return (
+        f"`{name}` have the shape of `{scores}` with axis {target} moved to {source}: for "
+        f"channels-first `{scores}` pass `class_axis={target}` and move the classes of "
+        f"`{name}` there: {move}."
+    )
+
+
 def check_min_rank(name: str, x: jax.Array, min_rank: int, layout: str) -> None:
     """Raises ``ValueError`` if ``x`` has fewer than ``min_rank`` dimensions."""
     if x.ndim < min_rank:
@@ -280,22 +347,51 @@ def value_checks_disabled() -> Iterator[None]:
         _VALUE_CHECKS.reset(token)
 
 
-def check_elements(name: str, ok: jax.Array, values: jax.Array, requirement: str) -> None:
+def check_elements(
+    name: str, ok: jax.Array, values: jax.Array, requirement: str, fix: str = ""
+) -> None:
     """In checked mode, requires ``ok`` everywhere, naming the first offending value.
 
-    ``ok`` and ``values`` have the argument's own shape; the message reads "`name` must
-    <requirement>; got <value> at index <index>", the index in the argument's own layout.
+    ``ok`` and ``values`` have the argument's own shape (or its pixels' shape, for a check per
+    pixel); the message reads "`name` must <requirement>; got <value> at index <index>.
+    <fix>", the index in that layout.
     """
     if not value_checks_enabled():
         return
     first = jnp.argmax(~ok.reshape(-1))
     index = jnp.stack(jnp.unravel_index(first, ok.shape)) if ok.ndim else first
+    # checkify formats the message with str.format: literal braces of the fix are escaped.
+    fix = f". {fix}".replace("{", "{{").replace("}", "}}") if fix else ""
     check_values(
         jnp.all(ok),
-        f"`{name}` must {requirement}; got {{value}} at index {{index}}",
+        f"`{name}` must {requirement}; got {{value}} at index {{index}}{fix}",
         value=values.reshape(-1)[first],
         index=index,
     )
+
+
+# The keys of the warnings already given in this process (see `warn_once`).
+_WARNED: set[str] = set()
+
+
+def warn_once(key: str, condition: jax.Array, message: str) -> None:
+    """In checked mode, a ``UserWarning`` when ``condition`` holds as the program runs, once per
+    process for each ``key``.
+
+    A warning, not an error, for input that is legal but most likely a mistake. It is decided
+    on the values, so it is issued from the running program (``jax.debug.callback``), after
+    the call that traced it returns under ``jax.jit``.
+    """
+    if not value_checks_enabled():
+        return
+
+    def warn(holds: Any) -> None:
+        if key not in _WARNED and bool(np.any(holds)):
+            _WARNED.add(key)
+            # Issued from the running program: no frame of the caller's to point at.
+            warnings.warn(message, UserWarning, stacklevel=1)
+
+    jax.debug.callback(warn, condition)
 
 
 def check_values(predicate: jax.Array, message: str, **fmt_args: jax.Array) -> None:
@@ -341,10 +437,14 @@ def checked(fn: F) -> F:
     makes the loss NaN, non-finite logits propagate NaN, and probabilities outside ``[0, 1]`` are
     used as given. ``checked(fn)`` traces ``fn`` with value checks switched on, through
     ``jax.experimental.checkify``: labels in range or equal to ``ignore_index``, finite logits,
-    probabilities and dense targets in ``[0, 1]``, non-negative mask weights (on the pixels that
-    count: masked and ignored pixels are inert whatever they hold), and the range of options
-    passed as traced arrays (a smoothing or γ schedule). The error names the argument and the
-    first offending value and its index.
+    probabilities and dense targets in ``[0, 1]``, dense targets of ``activation="softmax"``
+    summing to 1 over the class axis (a wrong ``class_axis`` breaks that: channels-first one-hot
+    targets read along the width), non-negative mask weights (on the pixels that count: masked
+    and ignored pixels are inert whatever they hold), and the range of options passed as traced
+    arrays (a smoothing or γ schedule). The error names the argument and the first offending
+    value and its index. Softmax logits that look like probabilities (in ``[0, 1]`` and summing
+    to 1 at every pixel that counts) give a ``UserWarning``, once per process, when the
+    program runs.
 
     It composes with ``jax.jit`` in either order and inside ``nnx.jit``, ``jax.vmap`` and
     ``jax.grad``: called eagerly (``checked(jax.jit(fn))``) it raises

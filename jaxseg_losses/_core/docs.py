@@ -226,17 +226,19 @@ BLOCKS.update(
       ``[...]`` float32; NaN when nothing was counted.""",
         "surface args": """\
       predictions: the predicted segmentation: integer class indices ``[B, *spatial]`` (with
-        ``num_classes``), or boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves
-        C); 1, 2 or 3 spatial axes.
+        ``num_classes``), boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves
+        C), or float logits or probabilities ``[B, *spatial, C]`` (``C >= 2``), read as their
+        arg-max over ``class_axis`` as ``confusion_matrix`` does; 1, 2 or 3 spatial axes.
       labels: the ground truth, in either form (each argument's dtype decides its form); the
         same ``[B, *spatial]`` and ``C`` as ``predictions``.
       num_classes: :math:`C` for integer label maps (a label outside ``[0, C)`` belongs to no
-        class); ``None`` or equal to the class axis for one-hot masks.""",
+        class); ``None`` or equal to the class axis for one-hot masks and scores.""",
         "surface options": """\
       spacing: the voxel size: a scalar, ``[D]`` (one value per spatial axis) or ``[B, D]`` (one
         row per image); positive and finite. ``None`` is 1 along every axis.
       include_background: ``False`` (the default, as in MONAI) drops class 0 from the result.
-      class_axis: the class axis of one-hot masks (``1`` for ``[B, C, *spatial]``).
+      class_axis: the class axis of one-hot masks and scores (``1`` for
+        ``[B, C, *spatial]``).
       distance_metric: ``"euclidean"`` (default), ``"taxicab"`` (:math:`\\sum_a s_a
         |\\Delta_a|`) or ``"chessboard"`` (:math:`\\max_a s_a |\\Delta_a|`); all three scale each
         axis by its spacing (MONAI ignores ``spacing`` for the last two; with ``spacing=None``

@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core import fused as _fused
@@ -506,43 +508,91 @@ def _dense_targets(
     labels: jax.Array, logits: jax.Array, layout: _Layout, ignore_index: int | None
 ) -> _Labels:
     if ignore_index is not None:
+        shape = tuple(labels.shape)
+        channels_first = _checks.class_axis_hint(
+            "labels", shape, "logits", logits.shape, layout.class_axis
+        )
+        without_classes = shape == layout.label_shape or channels_first
+        if without_classes and not _known_fractional(labels):
+            raise ValueError(
+                f"`ignore_index` applies to integer labels; got float `labels` of shape "
+                f"{shape}, without a class axis: class indices stored as floats. Cast them: "
+                f"`labels.astype(jnp.int32)`. {channels_first}".rstrip()
+            )
         raise ValueError(
             "`ignore_index` applies to integer labels; dense float targets were given. Pass "
             "`mask` to exclude pixels from dense targets."
         )
     _checks.check_shape(
-        "labels",
-        labels,
-        tuple(logits.shape),
-        hint="Dense float targets (one-hot or soft) must match the logits, class axis "
-        "included; integer class indices have the logits' shape without the class axis.",
+        "labels", labels, tuple(logits.shape), hint=_dense_shape_hint(labels, logits, layout)
     )
     targets = jnp.moveaxis(labels, layout.class_axis, -1)
     targets = targets.reshape(layout.batch, -1, layout.num_classes).astype(layout.dtype)
     return _Labels(None, targets, None, None, layout.num_classes)
 
 
-def _label_shape_hint(labels: jax.Array, logits: jax.Array, label_shape: tuple[int, ...]) -> str:
-    """What to do when integer labels carry a class axis (PyTorch's ``[B, 1, H, W]`` habit)."""
-    singleton = [
-        a
-        for a in range(1, labels.ndim)
-        if labels.ndim == logits.ndim
-        and labels.shape[a] == 1
-        and tuple(labels.shape[:a] + labels.shape[a + 1 :]) == label_shape
-    ]
-    if singleton:
-        return (
-            f"Integer labels are class indices without a class axis: squeeze axis "
-            f"{singleton[0]} (`labels.squeeze({singleton[0]})`; the PyTorch habit "
-            "[B, 1, H, W] is `labels[:, 0]`)."
+def _known_fractional(labels: jax.Array) -> bool:
+    """Whether concrete ``labels`` hold a value that is not a whole number (soft targets)."""
+    if isinstance(labels, Tracer):
+        return False
+    values = np.asarray(labels)
+    finite = values[np.isfinite(values)]
+    return bool(np.any(finite != np.round(finite)))
+
+
+def _dense_shape_hint(labels: jax.Array, logits: jax.Array, layout: _Layout) -> str:
+    """What to do when dense float targets do not have the logits' shape."""
+    shape = tuple(labels.shape)
+    if shape == layout.label_shape:
+        dense = (
+            " (or add the class axis of one channel for dense targets: `labels[..., None]`)"
+            if layout.num_classes == 1
+            else ""
         )
-    if tuple(labels.shape) == tuple(logits.shape):
+        return (
+            "Float labels without a class axis are class indices stored as floats: cast "
+            f"them, `labels.astype(jnp.int32)`{dense}."
+        )
+    axis = layout.class_axis
+    moved = _checks.moved_axis_hint("labels", shape, "logits", logits.shape, axis)
+    if moved:
+        return moved
+    channels_first = _checks.class_axis_hint("labels", shape, "logits", logits.shape, axis)
+    if channels_first:
+        return (
+            "Float labels without a class axis are class indices stored as floats: "
+            f"`labels.astype(jnp.int32)`. {channels_first}"
+        )
+    return (
+        "Dense float targets (one-hot or soft) must match the logits, class axis "
+        "included; integer class indices have the logits' shape without the class axis."
+    )
+
+
+def _label_shape_hint(labels: jax.Array, logits: jax.Array, layout: _Layout) -> str:
+    """What to do when integer labels do not have the logits' shape without the class axis:
+    a class axis of 1 (PyTorch's ``[B, 1, H, W]`` habit), or channels-first logits."""
+    shape, axis = tuple(labels.shape), layout.class_axis
+    if labels.ndim == logits.ndim:
+        for a in range(1, labels.ndim):
+            squeezed = shape[:a] + shape[a + 1 :]
+            if shape[a] != 1:
+                continue
+            squeeze = (
+                f"Integer labels are class indices without a class axis: squeeze axis {a} "
+                f"(`labels.squeeze({a})`; the PyTorch habit [B, 1, H, W] is `labels[:, 0]`)."
+            )
+            if squeezed == layout.label_shape:
+                return squeeze
+            also = _checks.class_axis_hint("labels", squeezed, "logits", logits.shape, axis)
+            if also:
+                return f"{squeeze} Squeezed, {also}"
+    if shape == tuple(logits.shape):
         return (
             "Integer labels are class indices without a class axis; squeeze it, or cast "
             "one-hot targets to float to pass them as dense targets."
         )
-    return ""
+    return _checks.class_axis_hint("labels", shape, "logits", logits.shape, axis)
 
 
 def _integer_labels(
@@ -552,7 +602,7 @@ def _integer_labels(
     activation: str | None,
     ignore_index: int | None,
 ) -> _Labels:
-    hint = _label_shape_hint(labels, logits, layout.label_shape)
+    hint = _label_shape_hint(labels, logits, layout)
     _checks.check_shape("labels", labels, layout.label_shape, hint=hint)
     num_classes = layout.num_classes
     if activation == "sigmoid" and num_classes > 1:
@@ -628,4 +678,46 @@ def _checked_values(
         _checks.check_elements(
             "labels", ((labels >= 0) & (labels <= 1)) | ~counted, labels, "lie in [0, 1] (dense)"
         )
+    if activation == "softmax":
+        _check_softmax_values(logits, labels, counts, layout, prepared)
     return weights
+
+
+def _sums_to_one(x: jax.Array, axis: int, source_dtype: Any) -> jax.Array:
+    """Whether ``x`` sums to 1 along ``axis``, within the rounding of ``source_dtype``."""
+    tolerance = max(1e-3, x.shape[axis] * float(jnp.finfo(source_dtype).eps))
+    total = jnp.sum(x.astype(compute_dtype(source_dtype)), axis=axis)
+    return jnp.abs(total - 1) <= tolerance
+
+
+def _check_softmax_values(
+    logits: jax.Array, labels: jax.Array, counts: jax.Array, layout: _Layout, prepared: _Labels
+) -> None:
+    """``jsl.checked``'s checks of a softmax loss: dense targets are one distribution per
+    pixel, and logits that look like probabilities warn (a softmax of probabilities)."""
+    if not _checks.value_checks_enabled():
+        return  # nothing to compute, eagerly either
+    axis = layout.class_axis
+    if prepared.targets is not None:
+        total = jnp.sum(labels.astype(layout.dtype), axis=axis)
+        _checks.check_elements(
+            "labels",
+            _sums_to_one(labels, axis, labels.dtype) | ~counts,
+            total,
+            f"sum to 1 over the class axis (axis {axis} of {tuple(labels.shape)}) at every "
+            "pixel, as dense targets of activation='softmax' do",
+            fix="If the classes of `logits` and `labels` lie on another axis, pass it as "
+            "`class_axis` (`class_axis=1` for channels-first [B, C, *spatial]); multi-label "
+            "targets need activation='sigmoid'",
+        )
+    in_unit = jnp.all((logits >= 0) & (logits <= 1), axis=axis)
+    probability_rows = in_unit & _sums_to_one(logits, axis, logits.dtype)
+    looks_like_probabilities = jnp.all(probability_rows | ~counts) & jnp.any(counts)
+    _checks.warn_once(
+        "logits look like probabilities",
+        looks_like_probabilities,
+        "`logits` look like probabilities: at every pixel that counts they lie in [0, 1] and "
+        "sum to 1 over the class axis. activation='softmax' takes logits and applies a softmax, "
+        "which flattens probabilities (and gives a wrong loss and weak gradients). Pass the "
+        "logits (before the softmax), or pass probabilities with activation=None.",
+    )

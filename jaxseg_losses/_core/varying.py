@@ -33,7 +33,7 @@ def varying_like(tree: Any, *references: Any) -> Any:
             return leaf
         if hasattr(jax.lax, "pcast"):
             return jax.lax.pcast(leaf, missing, to="varying")
-        return jax.lax.pvary(leaf, missing)  # the name before jax 0.8
+        return jax.lax.pvary(leaf, missing)  # type: ignore[attr-defined]  # before jax 0.8
 
     return jax.tree.map(cast, tree)
 

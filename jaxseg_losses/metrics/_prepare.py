@@ -70,7 +70,10 @@ def predicted_labels(
             "predictions",
             scores,
             (*label_shape, scores.shape[-1]),
-            hint="Scores have the labels' shape plus a class axis.",
+            hint=_checks.class_axis_hint(
+                "labels", label_shape, "predictions", predictions.shape, axis
+            )
+            or "Scores have the labels' shape plus a class axis.",
         )
         check_finite_scores(predictions, axis, counted)
         channels = scores.shape[-1]
@@ -196,10 +199,7 @@ def _layout(
     channels: dict[str, int] = {}
     if dense_labels:
         if ignore_index is not None:
-            raise ValueError(
-                "`ignore_index` applies to integer labels; dense targets were given. Pass "
-                "`mask` to exclude pixels."
-            )
+            raise ValueError(_dense_ignore_index_message(predictions, labels, class_axis))
         _checks.check_min_rank("labels", labels, 2, "[batch, *spatial, num_classes]")
         label_axis = _class_axis("labels", labels, class_axis)
         pixel_shape = _without_axis(tuple(labels.shape), label_axis)
@@ -229,6 +229,39 @@ def _layout(
         )
     num_classes = next(iter(channels.values()))
     return _Layout(prediction_kind, label_axis, prediction_axis, pixel_shape, num_classes)
+
+
+def _dense_ignore_index_message(predictions: jax.Array, labels: jax.Array, class_axis: Any) -> str:
+    """Why ``ignore_index`` does not apply to boolean or float ``labels``, and the fix: float
+    labels without a class axis are class indices stored as floats."""
+    shape = tuple(labels.shape)
+    float_labels = jnp.issubdtype(labels.dtype, jnp.floating)
+    if float_labels and predictions.ndim == labels.ndim + 1 and _is_dense(predictions):
+        axis = _checks.normalize_axis("class_axis", class_axis, predictions.ndim)
+        pixels = _without_axis(tuple(predictions.shape), axis)
+        channels_first = _checks.class_axis_hint(
+            "labels", shape, "predictions", predictions.shape, axis
+        )
+        if pixels == shape or channels_first:
+            return (
+                f"`ignore_index` applies to integer labels; got float `labels` of shape {shape}, "
+                "without a class axis: class indices stored as floats. Cast them: "
+                f"`labels.astype(jnp.int32)`. {channels_first}".rstrip()
+            )
+    if float_labels and shape == tuple(predictions.shape) and not _is_dense(predictions):
+        return (
+            f"`ignore_index` applies to integer labels; got float `labels` of the integer "
+            f"predictions' shape {shape}: class indices stored as floats. Cast them: "
+            "`labels.astype(jnp.int32)`."
+        )
+    return (
+        "`ignore_index` applies to integer labels; dense targets were given. Pass `mask` to "
+        "exclude pixels."
+    )
+
+
+def _is_dense(x: jax.Array) -> bool:
+    return x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.floating)
 
 
 def _prediction_kind(predictions: jax.Array) -> str:
@@ -262,9 +295,11 @@ def _prediction_axis(
     axis = _class_axis("predictions", predictions, class_axis)
     if _without_axis(tuple(predictions.shape), axis) != pixel_shape:
         if dense_labels:
-            hint = "Dense labels and predictions share their shape, class axis included."
+            hint = _checks.moved_axis_hint(
+                "labels", labels.shape, "predictions", predictions.shape, axis
+            ) or ("Dense labels and predictions share their shape, class axis included.")
         else:
-            hint = _layout_hint(labels, predictions)
+            hint = _layout_hint(labels, predictions, axis)
         raise ValueError(
             f"`labels` of shape {tuple(labels.shape)} do not fit `predictions` of shape "
             f"{tuple(predictions.shape)} (class_axis={class_axis}). {hint}"
@@ -292,7 +327,7 @@ def _without_axis(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return tuple(s for i, s in enumerate(shape) if i != axis)
 
 
-def _layout_hint(labels: jax.Array, predictions: jax.Array) -> str:
+def _layout_hint(labels: jax.Array, predictions: jax.Array, axis: int) -> str:
     """How to fix integer labels that do not have the predictions' pixel shape."""
     if labels.ndim >= 2 and labels.shape[1] == 1 and labels.ndim == predictions.ndim:
         return (
@@ -310,7 +345,9 @@ def _layout_hint(labels: jax.Array, predictions: jax.Array) -> str:
             "Integer labels are class indices without a class axis; pass one-hot or "
             "multi-label targets as booleans (labels.astype(bool)) to count them per channel."
         )
-    return "Labels have the predictions' shape without the class axis (class_axis moves it)."
+    return _checks.class_axis_hint(
+        "labels", labels.shape, "predictions", predictions.shape, axis
+    ) or ("Labels have the predictions' shape without the class axis (class_axis moves it).")
 
 
 def mask_pixels(mask: Any, pixel_shape: tuple[int, ...]) -> jax.Array:

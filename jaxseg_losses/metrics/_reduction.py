@@ -191,6 +191,44 @@ def reduce_values(
     return finish(partials_of(values, weights), reduction, weights)
 
 
+# The reduction that counts what another one reads: the same axes kept, everything summed.
+_COUNTED_BY = {
+    "none": "none",
+    "mean_channel": "sum_channel",
+    "sum_channel": "sum_channel",
+    "mean_batch": "sum_batch",
+    "sum_batch": "sum_batch",
+}
+
+
+def finite_only(values: jax.Array) -> jax.Array:
+    """``values`` with ``±inf`` made NaN (undefined): what the reductions read with
+    ``ignore_inf=True``."""
+    return jnp.where(jnp.isinf(values), jnp.full((), jnp.nan, values.dtype), values)
+
+
+def infinite_counts(
+    values: jax.Array,
+    *,
+    reduction: str,
+    include_background: Any,
+    classes: Sequence[int] | None,
+) -> jax.Array:
+    """The number of ``±inf`` values behind each result of ``reduction`` (of the kept
+    classes): what ``ignore_inf=True`` leaves out, int32 of the result's shape."""
+    marks = jnp.where(
+        jnp.isinf(values), jnp.ones((), values.dtype), jnp.full((), jnp.nan, values.dtype)
+    )
+    _, count = reduce_values(
+        marks,
+        reduction=_COUNTED_BY.get(reduction, "sum"),
+        include_background=include_background,
+        classes=classes,
+        class_weights=None,
+    )
+    return count
+
+
 def _reduce_scalar(
     values: jax.Array,
     reduction: str,

@@ -25,6 +25,7 @@ from jaxseg_losses.metrics._reduction import (
     Partials,
     checked_class_weights,
     finish,
+    finite_only,
     partials_of,
     selected_classes,
 )
@@ -199,18 +200,31 @@ def _compute_metrics_jit(matrix: Any) -> dict[str, jax.Array]:
     return compute_metrics(matrix)
 
 
-@functools.partial(jax.jit, static_argnames="reduction")
-def _finish_sums_jit(sums: Any, weights: jax.Array, reduction: str) -> dict[str, Any]:
-    """``(value, count)`` of every metric's compensated sums."""
+# Each metric keeps two sets of sums: of its defined values (prefix ""), and of its finite
+# values alone (prefix "finite_"), which compute(ignore_inf=True) reads.
+_SETS = ("", "finite_")
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "ignore_inf"))
+def _finish_sums_jit(
+    sums: Any, weights: jax.Array, reduction: str, ignore_inf: bool
+) -> dict[str, Any]:
+    """``(value, count, left_out)`` of every metric's compensated sums: of its finite values
+    with ``ignore_inf``, then ``left_out`` the ``±inf`` values left out, else of all its
+    defined values."""
     finished = {}
     for name, s in sums.items():
+        prefix = "finite_" if ignore_inf else ""
         partials = Partials(
-            class_sum=s["class_sum"] + s["class_error"],
-            class_count=s["class_count"],
-            case_sum=s["case_sum"] + s["case_error"],
-            case_count=s["case_count"],
+            class_sum=s[f"{prefix}class_sum"] + s[f"{prefix}class_error"],
+            class_count=s[f"{prefix}class_count"],
+            case_sum=s[f"{prefix}case_sum"] + s[f"{prefix}case_error"],
+            case_count=s[f"{prefix}case_count"],
         )
-        finished[name] = finish(partials, reduction, weights)
+        value, count = finish(partials, reduction, weights)
+        infinite = s["class_count"] - s["finite_class_count"]
+        left_out = infinite if reduction in ("mean_batch", "sum_batch") else jnp.sum(infinite)
+        finished[name] = (value, count, left_out)
     return finished
 
 
@@ -218,22 +232,40 @@ def _added(
     sums: dict[str, jax.Array],
     batch: Partials,
     errors: tuple[jax.Array, jax.Array] | None = None,
+    prefix: str = "",
 ) -> dict[str, jax.Array]:
-    """One metric's ``sums`` with ``batch`` added (and the compensations ``errors`` of another
-    accumulator's sums): compensated float sums, exact counts."""
-    class_error, case_error = sums["class_error"], sums["case_error"]
+    """The ``prefix`` set of one metric's ``sums`` with ``batch`` added (and the compensations
+    ``errors`` of another accumulator's sums): compensated float sums, exact counts."""
+    class_error, case_error = sums[f"{prefix}class_error"], sums[f"{prefix}case_error"]
     if errors is not None:
         class_error, case_error = class_error + errors[0], case_error + errors[1]
-    class_sum, class_error = _exact.compensated_add(sums["class_sum"], class_error, batch.class_sum)
-    case_sum, case_error = _exact.compensated_add(sums["case_sum"], case_error, batch.case_sum)
+    class_sum, class_error = _exact.compensated_add(
+        sums[f"{prefix}class_sum"], class_error, batch.class_sum
+    )
+    case_sum, case_error = _exact.compensated_add(
+        sums[f"{prefix}case_sum"], case_error, batch.case_sum
+    )
     return {
-        "class_sum": class_sum,
-        "class_error": class_error,
-        "class_count": sums["class_count"] + batch.class_count,
-        "case_sum": case_sum,
-        "case_error": case_error,
-        "case_count": sums["case_count"] + batch.case_count,
+        f"{prefix}class_sum": class_sum,
+        f"{prefix}class_error": class_error,
+        f"{prefix}class_count": sums[f"{prefix}class_count"] + batch.class_count,
+        f"{prefix}case_sum": case_sum,
+        f"{prefix}case_error": case_error,
+        f"{prefix}case_count": sums[f"{prefix}case_count"] + batch.case_count,
     }
+
+
+def _stored(
+    sums: dict[str, jax.Array], prefix: str
+) -> tuple[Partials, tuple[jax.Array, jax.Array]]:
+    """The ``prefix`` set of one metric's ``sums`` as partials and their compensations."""
+    partials = Partials(
+        sums[f"{prefix}class_sum"],
+        sums[f"{prefix}class_count"],
+        sums[f"{prefix}case_sum"],
+        sums[f"{prefix}case_count"],
+    )
+    return partials, (sums[f"{prefix}class_error"], sums[f"{prefix}case_error"])
 
 
 def _check_metric_names(names: Any) -> tuple[str, ...]:
@@ -273,6 +305,8 @@ class PerImageAccumulator:
     and a class or image without a defined value is left out of the means, whose value is NaN
     when nothing is defined. ``±inf`` (a distance to an empty prediction) is a value: it makes
     every sum and mean that contains it infinite (NaN where +inf meets −inf), as in MONAI.
+    ``compute(ignore_inf=True)`` leaves it out as well (the sums of the finite values are kept
+    beside the others) and counts what it left out: MONAI users' ``values[isfinite].mean()``.
 
     The kept classes (``include_background``, ``classes``) and the ``class_weights`` of the
     class means are fixed by :meth:`empty`, because each image's class mean is summed as it
@@ -287,7 +321,8 @@ class PerImageAccumulator:
     Attributes:
       sums: per metric name, a dict of ``class_sum``, ``class_error`` (the compensation),
         ``class_count`` (``[C']``, the kept classes), ``case_sum``, ``case_error`` and
-        ``case_count`` (``[]``).
+        ``case_count`` (``[]``) of the defined values, and the same six prefixed
+        ``finite_`` of the finite values alone.
       images: ``[]`` int32, the number of images seen.
       copies: ``[]`` int32, 1 unless the accumulator went through a collective sum.
 
@@ -385,14 +420,15 @@ class PerImageAccumulator:
         kept = len(keep)
 
         def zeros() -> dict[str, jax.Array]:
-            return {
-                "class_sum": jnp.zeros((kept,), dtype),
-                "class_error": jnp.zeros((kept,), dtype),
-                "class_count": jnp.zeros((kept,), jnp.int32),
-                "case_sum": jnp.zeros((), dtype),
-                "case_error": jnp.zeros((), dtype),
-                "case_count": jnp.zeros((), jnp.int32),
-            }
+            sums = {}
+            for prefix in _SETS:
+                sums[f"{prefix}class_sum"] = jnp.zeros((kept,), dtype)
+                sums[f"{prefix}class_error"] = jnp.zeros((kept,), dtype)
+                sums[f"{prefix}class_count"] = jnp.zeros((kept,), jnp.int32)
+                sums[f"{prefix}case_sum"] = jnp.zeros((), dtype)
+                sums[f"{prefix}case_error"] = jnp.zeros((), dtype)
+                sums[f"{prefix}case_count"] = jnp.zeros((), jnp.int32)
+            return sums
 
         sums = {name: zeros() for name in names}
         return cls._of(spec, sums, jnp.zeros((), jnp.int32), _copies_one())
@@ -464,10 +500,12 @@ class PerImageAccumulator:
                     f"{kept.shape[0]} rows, another has {batch_size}."
                 )
             batch_size = kept.shape[0]
-            batch = partials_of(kept, weights)
+            batches = (partials_of(kept, weights), partials_of(finite_only(kept), weights))
             if axis_name is not None:
-                batch = jax.lax.psum(batch, axis_name)
-            sums[name] = _added(self.sums[name], batch)
+                batches = jax.lax.psum(batches, axis_name)
+            sums[name] = {}
+            for prefix, batch in zip(_SETS, batches, strict=True):
+                sums[name].update(_added(self.sums[name], batch, prefix=prefix))
         images = jnp.asarray(batch_size, jnp.int32)
         if axis_name is not None:
             images = jax.lax.psum(images, axis_name)
@@ -483,9 +521,10 @@ class PerImageAccumulator:
             )
         sums = {}
         for name in self.names:
-            b = other.sums[name]
-            added = Partials(b["class_sum"], b["class_count"], b["case_sum"], b["case_count"])
-            sums[name] = _added(self.sums[name], added, (b["class_error"], b["case_error"]))
+            sums[name] = {}
+            for prefix in _SETS:
+                added, errors = _stored(other.sums[name], prefix)
+                sums[name].update(_added(self.sums[name], added, errors, prefix))
         copies = jnp.maximum(self.copies, other.copies)
         return PerImageAccumulator._of(self._spec, sums, self.images + other.images, copies)
 
@@ -498,22 +537,39 @@ class PerImageAccumulator:
             f"dtype={dtype}"
         )
 
-    def compute(self, *, reduction: str = "mean", return_count: bool = False) -> dict[str, Any]:
-        """Each metric reduced over the images seen (a reduction of :data:`STREAMED_REDUCTIONS`:
-        ``"mean"``, ``"sum"``, ``"mean_batch"``, ``"sum_batch"``, ``"mean_all"``,
-        ``"mean_batch_channel"``); with ``return_count``, ``(value, count)`` pairs."""
+    def compute(
+        self, *, reduction: str = "mean", return_count: bool = False, ignore_inf: bool = False
+    ) -> dict[str, Any]:
+        """Each metric reduced over the images seen, as :func:`reduce` on all of them.
+
+        Args:
+          reduction: a reduction of :data:`STREAMED_REDUCTIONS`: ``"mean"``, ``"sum"``,
+            ``"mean_batch"``, ``"sum_batch"``, ``"mean_all"``, ``"mean_batch_channel"``.
+          return_count: also return the number of values behind each result.
+          ignore_inf: ``True`` leaves ``±inf`` out like NaN: the reductions of the finite
+            values (a surface distance to a class missing from one image is ``inf``).
+
+        Returns:
+          Per metric name its value; with ``return_count``, a pair ``(value, count)``, and
+          with ``ignore_inf`` as well a triple ``(value, count, left_out)``, ``left_out`` the
+          number of ``±inf`` values left out (per class for ``"mean_batch"`` and
+          ``"sum_batch"``), as :func:`reduce` returns them.
+        """
         _checks.check_bool("return_count", return_count)
+        ignore_inf = _checks.check_bool("ignore_inf", ignore_inf)
         if reduction in ("none", "mean_channel", "sum_channel"):
             raise ValueError(
                 f"reduction={reduction!r} keeps one value per image, which an accumulator of "
                 "sums does not hold: reduce each batch's values with jsl.metrics.reduce."
             )
         _checks.check_choice("reduction", reduction, STREAMED_REDUCTIONS)
-        finished = _finish_sums_jit(self.sums, self._weights(), reduction)
-        results = {
-            name: (value, count) if return_count else value
-            for name, (value, count) in finished.items()
-        }
+        finished = _finish_sums_jit(self.sums, self._weights(), reduction, ignore_inf)
+        results = {}
+        for name, (value, count, left_out) in finished.items():
+            if not return_count:
+                results[name] = value
+            else:
+                results[name] = (value, count, left_out) if ignore_inf else (value, count)
         return _exact.refuse_if_summed(self.copies, "PerImageAccumulator", results)
 
     def __repr__(self) -> str:

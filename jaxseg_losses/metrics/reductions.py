@@ -13,7 +13,7 @@ from typing import Any
 import jax
 
 from jaxseg_losses._core import checks as _checks
-from jaxseg_losses.metrics._reduction import reduce_values
+from jaxseg_losses.metrics._reduction import finite_only, infinite_counts, reduce_values
 
 ArrayLike = jax.typing.ArrayLike
 
@@ -41,6 +41,7 @@ def reduce(
     classes: Sequence[int] | None = None,
     class_weights: ArrayLike | None = None,
     return_count: bool = False,
+    ignore_inf: bool = False,
 ) -> Any:
     r"""Reduces per-image, per-class values ``[B, C]`` over images and classes, skipping NaN.
 
@@ -72,6 +73,11 @@ def reduce(
     one row; leading axes beyond ``[B, C]`` are kept by ``"none"`` and the ``*_channel``
     reductions.
 
+    ``ignore_inf=True`` leaves ``±inf`` out as well, as if undefined: the mean of the finite
+    values (``values[jnp.isfinite(values)].mean()`` for ``"mean_all"``). A surface distance is
+    ``inf`` where a class is in only one of the prediction and the ground truth, so one image
+    missing a class makes its class's mean ``inf``; this reads the distances of the others.
+
     .. math::
 
        \mathrm{mean} = \frac{1}{|B'|} \sum_{b \in B'}
@@ -88,10 +94,14 @@ def reduce(
         summed (not with ``"none"``, ``"mean_batch"``, ``"sum_batch"``).
       return_count: also return the number of defined values behind each result (MONAI's
         ``get_not_nans``; for ``"mean"``, the images with a defined value).
+      ignore_inf: ``True`` leaves ``±inf`` out like NaN (``"none"`` returns them as NaN).
 
     Returns:
       The reduced values (shape in the table, float like ``values``); with
-      ``return_count=True``, a pair ``(value, count)`` with an int32 count of the same shape.
+      ``return_count=True``, a pair ``(value, count)`` with an int32 count of the same shape,
+      and with ``ignore_inf=True`` as well a triple ``(value, count, left_out)``: ``count``
+      the finite values (images, for ``"mean"``) behind each result and ``left_out`` the
+      number of ``±inf`` values of the kept classes that it left out, int32 of the same shape.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -107,18 +117,33 @@ def reduce(
       0.6 3
       >>> print(jsl.metrics.reduce(dice, reduction="mean", include_background=False))
       0.6
+      >>> hd = jnp.array([[2.0, float("inf")], [4.0, 1.0]])   # image 0 misses class 1
+      >>> print(jsl.metrics.reduce(hd, reduction="mean_batch"))
+      [ 3. inf]
+      >>> value, count, left_out = jsl.metrics.reduce(
+      ...     hd, reduction="mean_batch", ignore_inf=True, return_count=True)
+      >>> print(value, count, left_out)
+      [3. 1.] [2 1] [0 1]
     """
     values = _checks.as_float_array("values", values)
     _checks.check_choice("reduction", reduction, REDUCTIONS)
     _checks.check_bool("return_count", return_count)
+    ignore_inf = _checks.check_bool("ignore_inf", ignore_inf)
     value, count = reduce_values(
-        values,
+        finite_only(values) if ignore_inf else values,
         reduction=reduction,
         include_background=include_background,
         classes=classes,
         class_weights=class_weights,
     )
-    return (value, count) if return_count else value
+    if not return_count:
+        return value
+    if not ignore_inf:
+        return value, count
+    left_out = infinite_counts(
+        values, reduction=reduction, include_background=include_background, classes=classes
+    )
+    return value, count, left_out
 
 
 __all__ = ["REDUCTIONS", "STREAMED_REDUCTIONS", "reduce"]

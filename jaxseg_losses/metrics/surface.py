@@ -9,11 +9,13 @@ GPU and TPU.
 
 Data contract: ``predictions`` and ``labels`` are either integer label maps ``[B, *spatial]``
 (with ``num_classes``) or boolean one-hot masks ``[B, *spatial, C]`` (``class_axis`` moves C),
-decided by dtype; 1, 2 or 3 spatial axes; ``spacing`` a scalar, one value per spatial axis, or
-one row per image ``[B, D]``. Every metric returns ``[B, C]`` float32 values, one per image and
-class (``C - 1`` columns without the background, the default): NaN where a class is in neither
-the prediction nor the ground truth, ``inf`` (the distances) or 0 (surface Dice) where it is in
-only one of them.
+decided by dtype, and ``predictions`` may be float logits or probabilities ``[B, *spatial, C]``,
+read as their arg-max (the rule of ``confusion_matrix``); 1, 2 or 3 spatial axes; ``spacing``
+a scalar, one value per spatial axis, or one row per image ``[B, D]``. Every metric returns
+``[B, C]`` float32 values, one per image and class (``C - 1`` columns without the background,
+the default): NaN where a class is in neither the prediction nor the ground truth, ``inf`` (the
+distances) or 0 (surface Dice) where it is in only one of them (``jsl.metrics.reduce(...,
+ignore_inf=True)`` leaves those out of a mean).
 
 The semantics are MONAI's ``compute_hausdorff_distance``, ``compute_average_surface_distance``
 and ``compute_surface_dice`` (``use_subvoxels=False``):
@@ -50,6 +52,7 @@ import numpy as np
 from jaxseg_losses._core import checks as _checks
 from jaxseg_losses._core.docs import documented
 from jaxseg_losses._core.engine import divide
+from jaxseg_losses._core.varying import varying_like
 from jaxseg_losses.geometry import distance as _distance
 from jaxseg_losses.geometry.morphology import surface
 from jaxseg_losses.geometry.surfels import surface_elements
@@ -255,7 +258,7 @@ def _kth_smallest(values: jax.Array, mask: jax.Array, rank: jax.Array) -> jax.Ar
 
     lo = jnp.zeros(rank.shape, jnp.int32)
     hi = jnp.full(rank.shape, _INF_BITS, jnp.int32)
-    lo, _ = jax.lax.fori_loop(0, _BISECTION_STEPS, narrow, (lo, hi))
+    lo, _ = jax.lax.fori_loop(0, _BISECTION_STEPS, narrow, varying_like((lo, hi), mask, rank))
     return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 
