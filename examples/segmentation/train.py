@@ -5,12 +5,13 @@ built with the library's combinator from a spec string such as ``"ce+dice"`` or
 ``"ce:1,iou:0.5"``, so every term's value is logged next to the total.
 
 The recipe (Flax NNX): ``nnx.Optimizer(model, optax.adamw(schedule), wrt=nnx.Param)``, an
-``@nnx.jit`` train step with ``nnx.value_and_grad(loss_fn, has_aux=True)``, and an evaluation
-step that accumulates a confusion matrix (pooled per-class IoU and Dice, mean IoU with and without
-the background), each image's foreground Dice (the per-case mean Dice of medical segmentation)
-and the confidence bins of the calibration error. The final evaluation also scores objects: every
-digit of a canvas is one instance (a connected component of its class), scored by panoptic
-quality and by the lesion-wise Dice of BraTS 2023.
+``@nnx.jit`` train step with ``nnx.value_and_grad(loss_fn, has_aux=True)``, and an ``@nnx.jit``
+evaluation step that updates one ``nnx.MultiMetric`` of the library's NNX metrics: a confusion
+matrix (pooled per-class IoU and Dice, mean IoU with and without the background), each image's
+foreground Dice (the per-case mean Dice of medical segmentation) and the confidence bins of the
+calibration error. The final evaluation also scores objects: every digit of a canvas is one
+instance (a connected component of its class), scored by panoptic quality and by the
+lesion-wise Dice of BraTS 2023.
 """
 
 import dataclasses
@@ -230,28 +231,83 @@ def train_step(
     return total, parts
 
 
-Accumulators = tuple[
-    jsl.metrics.ConfusionMatrixAccumulator,
-    jsl.metrics.PerImageAccumulator,
-    jsl.metrics.CalibrationAccumulator,
-]
 # A static bound on the segments of one canvas (all classes, either side): the panoptic and
 # lesion-wise metrics lay their instances out in this many slots.
 MAX_INSTANCES = 128
+IGNORE = data.IGNORE_INDEX
+
+
+def _case_dice(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-image Dice ``[B, C]``; MONAI's DiceMetric convention: a class absent from an image's
+    ground truth is NaN (left out)."""
+    counts = jsl.metrics.overlap_counts(logits, labels, ignore_index=IGNORE)
+    return jsl.metrics.dice(counts, ignore_empty=True)
+
+
+def _lesion_dice(predictions: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    """BraTS 2023's lesion-wise Dice ``[B, C - 1]`` without its 3-D settings (no merging
+    dilation, no volume threshold); a class in neither map is undefined (NaN, left out)."""
+    lesions = jsl.metrics.lesion_wise_scores(
+        predictions,
+        labels,
+        num_classes=num_classes,
+        max_lesions=MAX_INSTANCES,
+        dilation_iterations=0,
+        volume_threshold=0.0,
+        ignore_index=IGNORE,
+    )
+    scored = lesions.true_lesions + lesions.predicted_lesions > 0
+    return jnp.where(scored, lesions.dice, jnp.nan)
+
+
+def evaluation_metrics(
+    num_classes: int, *, hd95: bool = False, instances: bool = False
+) -> nnx.MultiMetric:
+    """The metrics of an evaluation, one ``nnx.MultiMetric`` (each exact over the whole set,
+    not a mean of per-batch values): ``pooled`` (the confusion matrix: mIoU, Dice, accuracy),
+    ``case_dice`` (per-image Dice, MONAI's per-case mean), ``calibration`` (15 confidence bins);
+    with ``hd95``, ``hd95`` (per-image HD95 of each foreground class, the images where a class
+    is in only one map left out); with ``instances``, ``panoptic`` (PQ, SQ, RQ per class, each
+    8-connected digit an instance) and ``lesion_dice``."""
+    metrics = {
+        "pooled": jsl.nnx.ConfusionMatrix(num_classes=num_classes, score=None, ignore_index=IGNORE),
+        "case_dice": jsl.nnx.PerImage(
+            _case_dice, num_classes=num_classes, include_background=False
+        ),
+        "calibration": jsl.nnx.CalibrationError(num_bins=15, ignore_index=IGNORE),
+    }
+    if hd95:
+        metrics["hd95"] = jsl.nnx.PerImage(
+            functools.partial(jsl.metrics.hausdorff_distance, percentile=95, ignore_index=IGNORE),
+            num_classes=num_classes,
+            include_background=False,
+            reduction="mean_batch",
+            ignore_inf=True,
+        )
+    if instances:
+        metrics["panoptic"] = jsl.nnx.PanopticQuality(
+            num_classes=num_classes,
+            max_instances=MAX_INSTANCES,
+            metric=("pq", "sq", "rq"),
+            reduction="none",
+            connectivity=2,
+            ignore_index=IGNORE,
+        )
+        metrics["lesion_dice"] = jsl.nnx.PerImage(
+            functools.partial(_lesion_dice, num_classes=num_classes),
+            num_classes=num_classes,
+            include_background=False,
+            reduction="mean_batch",
+            argnames=("predictions", "labels"),
+        )
+    return nnx.MultiMetric(**metrics)
 
 
 @nnx.jit
-def eval_step(model: UNet, accumulators: Accumulators, images, labels) -> Accumulators:
-    """Adds one batch to the pooled confusion matrix, the per-image Dice sums and the
-    confidence bins."""
-    pooled, per_image, calibration = accumulators
+def eval_step(model: UNet, metrics: nnx.MultiMetric, images, labels) -> None:
+    """Adds one batch to every metric of ``metrics`` (logits, their arg-max, labels)."""
     logits = model(images)
-    pooled = pooled.update(logits, labels, ignore_index=data.IGNORE_INDEX)
-    counts = jsl.metrics.overlap_counts(logits, labels, ignore_index=data.IGNORE_INDEX)
-    # MONAI's DiceMetric convention: a class absent from an image's ground truth is left out.
-    dice = jsl.metrics.dice(counts, ignore_empty=True)
-    calibration = calibration.update(logits, labels, ignore_index=data.IGNORE_INDEX)
-    return pooled, per_image.update({"dice": dice}), calibration
+    metrics.update(logits=logits, predictions=jnp.argmax(logits, axis=-1), labels=labels)
 
 
 def evaluate(
@@ -264,7 +320,8 @@ def evaluate(
     hd95: bool = False,
     instances: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode).
+    """Per-class and mean metrics of ``model`` on a labelled set (BatchNorm in eval mode),
+    streamed through :func:`evaluation_metrics`.
 
     Pooled over all pixels: ``iou``, ``dice`` (per class), ``mean_iou``, ``mean_dice``,
     ``foreground_mean_iou`` (classes 1.., the background left out), ``pixel_accuracy``, ...;
@@ -275,122 +332,44 @@ def evaluate(
     ``hd95_one_sided`` ``[C - 1]``: the number of images where only one of them does (an
     infinite distance, left out of the mean). Always ``ece`` (the top-label expected calibration
     error of the softmax) and ``reliability_*`` (its bins: ``lower``, ``upper``, ``confidence``,
-    ``accuracy``, ``count``). With ``instances``, the object metrics of :func:`instance_metrics`.
+    ``accuracy``, ``count``). With ``instances``: ``panoptic_quality``,
+    ``segmentation_quality``, ``recognition_quality`` ``[C - 1]`` per digit class from the
+    counts of the whole set (torchmetrics' and COCO's dataset PQ) and
+    ``mean_panoptic_quality`` over the classes; ``lesion_dice`` ``[C - 1]``, per class the mean
+    over images of BraTS 2023's lesion-wise Dice, and ``mean_lesion_dice``, the mean over
+    images of each image's mean over its classes.
     """
+    metrics = evaluation_metrics(num_classes, hd95=hd95, instances=instances)
     model.eval()
-    accumulators = (
-        jsl.metrics.ConfusionMatrixAccumulator.empty(num_classes),
-        jsl.metrics.PerImageAccumulator.empty(("dice",), num_classes, include_background=False),
-        jsl.metrics.CalibrationAccumulator.empty(15),
-    )
     for batch_images, batch_labels in data.iterate_batches(
         images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
     ):
-        accumulators = eval_step(model, accumulators, batch_images, batch_labels)
+        eval_step(model, metrics, batch_images, batch_labels)
     model.train()
-    pooled, per_image, calibration = accumulators
-    results = dict(pooled.compute())
-    results["foreground_mean_iou"] = jsl.metrics.mean_iou(pooled.matrix, include_background=False)
-    results["case_mean_dice"] = per_image.compute(reduction="mean")["dice"]
-    results["ece"] = calibration.compute(norm="l1")
-    for field, values in calibration.reliability_diagram()._asdict().items():
-        results[f"reliability_{field}"] = values
+    values = metrics.compute()
+    results = dict(values["pooled"])
+    matrix = metrics.pooled.accumulator.get_value().matrix
+    results["foreground_mean_iou"] = jsl.metrics.mean_iou(matrix, include_background=False)
+    results["case_mean_dice"] = values["case_dice"]
+    results["ece"] = values["calibration"]
+    calibration = metrics.calibration.accumulator.get_value()
+    for field, bins in calibration.reliability_diagram()._asdict().items():
+        results[f"reliability_{field}"] = bins
     if hd95:
-        results.update(hausdorff_95(model, images, labels, num_classes, batch_size))
+        # The accumulator behind the metric also counts the values it left out (the inf).
+        distances = metrics.hd95.accumulator.get_value()
+        counted = distances.compute(reduction="mean_batch", ignore_inf=True, return_count=True)
+        results["hd95"], results["hd95_one_sided"] = values["hd95"], counted["value"][2]
     if instances:
-        results.update(instance_metrics(model, images, labels, num_classes, batch_size))
+        pq = values["panoptic"]["pq"]
+        results["panoptic_quality"] = pq
+        results["segmentation_quality"] = values["panoptic"]["sq"]
+        results["recognition_quality"] = values["panoptic"]["rq"]
+        results["mean_panoptic_quality"] = jnp.nanmean(pq)
+        results["lesion_dice"] = values["lesion_dice"]
+        lesions = metrics.lesion_dice.accumulator.get_value()
+        results["mean_lesion_dice"] = lesions.compute(reduction="mean")["value"]
     return {name: np.asarray(value) for name, value in results.items()}
-
-
-@functools.partial(jax.jit, static_argnames="num_classes")
-def _instance_batch(
-    predictions: jax.Array, labels: jax.Array, num_classes: int
-) -> tuple[jsl.metrics.PanopticCounts, jax.Array]:
-    """Panoptic counts ``[B, C - 1]`` and lesion-wise Dice ``[B, C - 1]`` of one batch."""
-    # Instances: the 8-connected components of each class, so each digit is one object.
-    counts = jsl.metrics.panoptic_counts(
-        predictions,
-        labels,
-        num_classes=num_classes,
-        max_instances=MAX_INSTANCES,
-        connectivity=2,
-        ignore_index=data.IGNORE_INDEX,
-    )
-    # BraTS 2023's scoring without its 3-D settings: no merging dilation, no volume threshold.
-    lesions = jsl.metrics.lesion_wise_scores(
-        predictions,
-        labels,
-        num_classes=num_classes,
-        max_lesions=MAX_INSTANCES,
-        dilation_iterations=0,
-        volume_threshold=0.0,
-        ignore_index=data.IGNORE_INDEX,
-    )
-    # BraTS scores a class in neither map 1; here it is undefined, left out of the means.
-    scored = lesions.true_lesions + lesions.predicted_lesions > 0
-    return counts, jnp.where(scored, lesions.dice, jnp.nan)
-
-
-def instance_metrics(
-    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
-) -> dict[str, Any]:
-    """Object metrics of the arg-max predictions on a labelled set, each digit an instance.
-
-    ``panoptic_quality``, ``segmentation_quality``, ``recognition_quality`` ``[C - 1]``: per
-    digit class, from the counts of the whole set (torchmetrics' and COCO's dataset PQ), and
-    ``mean_panoptic_quality`` over the classes; ``lesion_dice`` ``[C - 1]``: per class, the mean
-    over images of BraTS 2023's lesion-wise Dice, and ``mean_lesion_dice``, the mean over images
-    of each image's mean over its classes.
-    """
-    totals = None
-    lesions = jsl.metrics.PerImageAccumulator.empty(
-        ("lesion_dice",), num_classes, include_background=False
-    )
-    for batch_images, batch_labels in data.iterate_batches(
-        images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
-    ):
-        predictions = predict(model, batch_images)
-        counts, dice = _instance_batch(predictions, batch_labels, num_classes)
-        counts = counts.sum(axis=0)
-        totals = counts if totals is None else totals + counts
-        lesions = lesions.update({"lesion_dice": dice})
-    assert totals is not None
-    pq = totals.pq()
-    return {
-        "panoptic_quality": pq,
-        "segmentation_quality": totals.sq(),
-        "recognition_quality": totals.rq(),
-        "mean_panoptic_quality": jnp.nanmean(pq),
-        "lesion_dice": lesions.compute(reduction="mean_batch")["lesion_dice"],
-        "mean_lesion_dice": lesions.compute(reduction="mean")["lesion_dice"],
-    }
-
-
-@functools.partial(jax.jit, static_argnames="num_classes")
-def _hd95_batch(predictions: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
-    # Ignored pixels take the predicted class: they add no boundary to either side.
-    labels = jnp.where(labels == data.IGNORE_INDEX, predictions, labels)
-    return jsl.metrics.hausdorff_distance(
-        predictions, labels, num_classes=num_classes, percentile=95
-    )  # [B, C - 1]: background left out
-
-
-def hausdorff_95(
-    model: UNet, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int
-) -> dict[str, np.ndarray]:
-    """Per-class HD95 of the arg-max predictions on a labelled set (see :func:`evaluate`)."""
-    distances = []
-    for batch_images, batch_labels in data.iterate_batches(
-        images, labels, batch_size, shuffle=False, num_epochs=1, drop_remainder=False
-    ):
-        predictions = predict(model, batch_images)
-        distances.append(np.asarray(_hd95_batch(predictions, batch_labels, num_classes)))
-    values = np.concatenate(distances)  # NaN: class in neither; inf: in only one of the two
-    finite = np.isfinite(values)
-    sums = np.where(finite, values, 0.0).sum(axis=0)
-    counts = finite.sum(axis=0)
-    mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return {"hd95": mean, "hd95_one_sided": np.isinf(values).sum(axis=0)}
 
 
 @nnx.jit
