@@ -282,16 +282,33 @@ def _cone_max(g: jax.Array, spacing: jax.Array) -> jax.Array:
 
 
 def _distance_to(sites: jax.Array, spacing: jax.Array) -> jax.Array:
-    """Euclidean distance of every element of ``[B, C, *spatial]`` to the nearest site."""
-    batch, classes = sites.shape[:2]
-    per_image = jnp.broadcast_to(spacing[:, None, :], (batch, classes, spacing.shape[-1]))
-    return transform(sites, per_image, "euclidean")
+    """Euclidean distance of every element of ``[*spatial]`` to the nearest site; ``spacing``
+    ``[D]``."""
+    return transform(sites[None], spacing[None], "euclidean")[0]
 
 
-def _has_interface(mask: jax.Array) -> jax.Array:
-    """``[B, C, 1, ...]``: whether an image holds both foreground and background."""
-    axes = tuple(range(2, mask.ndim))
-    return jnp.any(mask, axis=axes, keepdims=True) & ~jnp.all(mask, axis=axes, keepdims=True)
+def _each_mask_with_an_interface(
+    field: Callable[[jax.Array, jax.Array], jax.Array], mask: jax.Array, spacing: jax.Array
+) -> jax.Array:
+    """``field(mask, spacing)`` of every image and class ``[B, C, *spatial]``, one after the
+    other; 0 for a mask that is empty or full (no interface), whose transforms are skipped.
+
+    A class is absent from most images of a many-class batch, so skipping its transforms saves
+    most of the work; taken in turn, the pairs also need the temporaries of one transform only
+    (at ``[8, 21, 256, 256]``: 4 MB instead of 631 MB, and faster even when every class is
+    present). Under ``vmap`` the skip becomes a select: both branches run.
+    """
+    batch, classes, *grid = mask.shape
+    masks = mask.reshape((batch * classes, *grid))
+    spacings = jnp.repeat(spacing, classes, axis=0)
+
+    def one(pair: tuple[jax.Array, jax.Array]) -> jax.Array:
+        m, s = pair
+        interface = jnp.any(m) & ~jnp.all(m)
+        nothing = varying_like(jnp.zeros(m.shape, jnp.float32), m, s)
+        return jax.lax.cond(interface, lambda: field(m, s), lambda: nothing)
+
+    return jax.lax.map(one, (masks, spacings)).reshape(mask.shape)
 
 
 @documented
@@ -319,10 +336,11 @@ def signed_distance_map(mask: jax.Array, spacing: jax.Array) -> jax.Array:
     References:
       Kervadec et al., "Boundary loss for highly unbalanced segmentation", MIDL 2019.
     """
-    inside = _distance_to(~mask, spacing)
-    outside = _distance_to(mask, spacing)
-    signed = jnp.where(mask, 1.0 - inside, outside)
-    return jnp.where(_has_interface(mask), signed, 0.0)
+
+    def signed(m: jax.Array, s: jax.Array) -> jax.Array:
+        return jnp.where(m, 1.0 - _distance_to(~m, s), _distance_to(m, s))
+
+    return _each_mask_with_an_interface(signed, mask, spacing)
 
 
 @documented
@@ -351,5 +369,8 @@ def unsigned_distance_field(mask: jax.Array, spacing: jax.Array) -> jax.Array:
       Karimi & Salcudean, "Reducing the Hausdorff Distance in Medical Image Segmentation with
       Convolutional Neural Networks", IEEE TMI 2019.
     """
-    field = jnp.where(mask, _distance_to(~mask, spacing), _distance_to(mask, spacing))
-    return jnp.where(_has_interface(mask), field, 0.0)
+
+    def unsigned(m: jax.Array, s: jax.Array) -> jax.Array:
+        return jnp.where(m, _distance_to(~m, s), _distance_to(m, s))
+
+    return _each_mask_with_an_interface(unsigned, mask, spacing)
