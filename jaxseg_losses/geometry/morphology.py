@@ -142,6 +142,57 @@ def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
     return jnp.moveaxis(skeletons, 1, -1)
 
 
+def skeleton_overlaps(x: jax.Array, y: jax.Array, weights: jax.Array, iterations: int) -> jax.Array:
+    r"""The sums of clDice per image and class, without the skeletons as whole arrays.
+
+    .. math::
+
+       \Big(\sum w\, S(x)\, y,\; \sum w\, S(x),\; \sum w\, S(y)\, x,\; \sum w\, S(y)\Big)
+
+    over the pixels of each image and class, :math:`S` the soft skeleton of
+    :func:`soft_skeleton` with ``iterations`` erosions. The skeletons are taken band by band as
+    in :func:`soft_skeleton`, and each band's share of the sums is added at once, so neither
+    skeleton, nor a class-major copy of ``x`` or ``y``, exists whole: besides the inputs and
+    the gradient, reverse mode keeps one band's pooling windows.
+
+    Args:
+      x, y: ``[B, *spatial, C]`` soft masks (1, 2 or 3 spatial axes).
+      weights: ``[B, *spatial]`` pixel weights.
+      iterations: the erosions of the soft skeleton.
+
+    Returns:
+      ``[B, C, 4]`` float sums, in the order above.
+    """
+    batch, *spatial, classes = x.shape
+    rest = tuple(spatial[1:])
+    rows, halo = _band_rows(tuple(spatial), iterations), iterations + 2
+    bands = spatial[0] // rows
+    window = min(rows + 2 * halo, spatial[0])
+    origin = (0,) * len(rest)
+    row = jnp.arange(window).reshape((window,) + (1,) * len(rest))
+
+    def band_sums(index: jax.Array) -> jax.Array:
+        image, cls, band = index // (classes * bands), (index // bands) % classes, index % bands
+        start = jnp.clip(band * rows - halo, 0, spatial[0] - window)
+
+        def read(a: jax.Array) -> jax.Array:
+            at, size = (image, start, *origin, cls), (1, window, *rest, 1)
+            return jax.lax.dynamic_slice(a, at, size)[0, ..., 0]
+
+        x_band, y_band = read(x), read(y)
+        w = jax.lax.dynamic_slice(weights, (image, start, *origin), (1, window, *rest))[0]
+        # The margin is read for the skeleton's reach; only the band's own rows are summed.
+        first = band * rows - start
+        w = jnp.where((row >= first) & (row < first + rows), w, jnp.zeros((), w.dtype))
+        s_x, s_y = _image_skeleton(x_band, iterations), _image_skeleton(y_band, iterations)
+        parts = (w * s_x * y_band, w * s_x, w * s_y * x_band, w * s_y)
+        return jnp.stack([jnp.sum(part) for part in parts])
+
+    indices = jnp.arange(batch * classes * bands)
+    sums = jax.lax.map(jax.checkpoint(band_sums), indices)
+    return sums.reshape((batch, classes, bands, 4)).sum(axis=2)
+
+
 # Elements of a band beyond which splitting an image further saves memory but not time.
 _BAND_ELEMENTS = 2**15
 

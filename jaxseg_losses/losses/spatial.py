@@ -34,7 +34,7 @@ from jaxseg_losses._core.define import define_loss
 from jaxseg_losses._core.definition import LossDefinition, divide
 from jaxseg_losses._core.inputs import Inputs
 from jaxseg_losses.geometry.distance import signed_distance_map, unsigned_distance_field
-from jaxseg_losses.geometry.morphology import soft_skeleton
+from jaxseg_losses.geometry.morphology import skeleton_overlaps, soft_skeleton
 
 # ----------------------------------------------------------------------------------------------
 # Shared pieces.
@@ -488,20 +488,17 @@ def cldice_loss(
         targets = _kept_classes(jnp.where(keep, inputs.dense_targets(), 0.0), include_background)
 
         def image(x: jax.Array) -> jax.Array:
-            return x.reshape((x.shape[0], *inputs.spatial_shape, x.shape[-1]))
+            return x.reshape((x.shape[0], *inputs.spatial_shape, *x.shape[2:]))
 
-        skel_pred = soft_skeleton(image(probs), iterations).reshape(probs.shape)
-        skel_true = soft_skeleton(image(targets), iterations).reshape(targets.shape)
-        weights = inputs.weights[..., None]
-
-        def total(x: jax.Array) -> jax.Array:
-            return jnp.sum(weights * x, axis=(1, 2))
-
+        overlaps = skeleton_overlaps(
+            image(probs), image(targets), image(inputs.weights), iterations
+        )
+        hits_pred, skeleton_pred, hits_true, skeleton_true = jnp.moveaxis(overlaps.sum(1), -1, 0)
         return {
-            "precision_hits": total(skel_pred * targets),
-            "skeleton_pred": total(skel_pred),
-            "sensitivity_hits": total(skel_true * probs),
-            "skeleton_true": total(skel_true),
+            "precision_hits": hits_pred,
+            "skeleton_pred": skeleton_pred,
+            "sensitivity_hits": hits_true,
+            "skeleton_true": skeleton_true,
         }
 
     def finish(s: dict[str, jax.Array]) -> jax.Array:

@@ -4,7 +4,8 @@ The skeleton is computed one image and class at a time, each image in bands of r
 ``iterations + 2`` more rows on each side. Checked here: values equal the scipy reference
 (``tests/references/spatial.py``) with bands of every size the rule can pick, including images
 whose row count has no small divisor and bands clamped at both edges; gradients, forward-mode
-tangents and Hessian-vector products equal those of the whole image taken at once.
+tangents and Hessian-vector products equal those of the whole image taken at once. The same
+for ``skeleton_overlaps``, clDice's four sums taken band by band.
 """
 
 import jax
@@ -85,3 +86,43 @@ def test_derivatives_equal_the_whole_image(monkeypatch):
     hvp = jax.jit(lambda v, t: jax.jvp(jax.grad(banded), (v,), (t,))[1])(x, tangent)
     expected_hvp = jax.jvp(jax.grad(whole), (x,), (tangent,))[1]
     np.testing.assert_allclose(hvp, expected_hvp, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "iterations"), [((2, 40, 9, 3), 3), ((1, 30, 20, 12, 2), 2)])
+def test_skeleton_overlaps_equal_the_reference_sums(band_elements, shape, iterations):
+    rng = np.random.default_rng(2)
+    x, y = (rng.uniform(size=shape).astype(np.float32) for _ in range(2))
+    weights = (rng.uniform(size=shape[:-1]) > 0.2).astype(np.float32)
+    got = jax.jit(morphology.skeleton_overlaps, static_argnums=3)(x, y, weights, iterations)
+    s_x, s_y = _reference(x, iterations), _reference(y, iterations)
+    w = weights[..., None]
+    axes = tuple(range(1, len(shape) - 1))
+    expected = np.stack(
+        [np.sum(w * s_x * y, axes), np.sum(w * s_x, axes), np.sum(w * s_y * x, axes),
+         np.sum(w * s_y, axes)],
+        axis=-1,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_skeleton_overlaps_gradient_equals_the_whole_skeletons(monkeypatch):
+    monkeypatch.setattr(morphology, "_BAND_ELEMENTS", 1)
+    shape, iterations = (2, 60, 11, 2), 3
+    rng = np.random.default_rng(3)
+    x, y, tangent = (jnp.asarray(rng.uniform(size=shape), jnp.float32) for _ in range(3))
+    weights = jnp.asarray(rng.uniform(size=shape[:-1]), jnp.float32)
+
+    def banded(v):
+        sums = morphology.skeleton_overlaps(v, y, weights, iterations)
+        return jnp.sum(sums[..., 0] / (sums[..., 1] + 1.0) + sums[..., 2] / (sums[..., 3] + 1.0))
+
+    def whole(v):
+        s_v, s_y, w = _whole_images(v, iterations), _whole_images(y, iterations), weights[..., None]
+        axes = (1, 2)
+        hits = jnp.sum(w * s_v * y, axes) / (jnp.sum(w * s_v, axes) + 1.0)
+        return jnp.sum(hits + jnp.sum(w * s_y * v, axes) / (jnp.sum(w * s_y, axes) + 1.0))
+
+    np.testing.assert_allclose(jax.jit(jax.grad(banded))(x), jax.grad(whole)(x), atol=1e-6)
+    hvp = jax.jit(lambda v, t: jax.jvp(jax.grad(banded), (v,), (t,))[1])(x, tangent)
+    expected = jax.jvp(jax.grad(whole), (x,), (tangent,))[1]
+    np.testing.assert_allclose(hvp, expected, atol=1e-5)
