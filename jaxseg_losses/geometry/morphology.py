@@ -152,8 +152,9 @@ def skeleton_overlaps(x: jax.Array, y: jax.Array, weights: jax.Array, iterations
     over the pixels of each image and class, :math:`S` the soft skeleton of
     :func:`soft_skeleton` with ``iterations`` erosions. The skeletons are taken band by band as
     in :func:`soft_skeleton`, and each band's share of the sums is added at once, so neither
-    skeleton, nor a class-major copy of ``x`` or ``y``, exists whole: besides the inputs and
-    the gradient, reverse mode keeps one band's pooling windows.
+    skeleton exists whole: besides the inputs, their class-major copies (contiguous bands to
+    read) and the gradient, reverse mode keeps one band's pooling windows, and recomputes the
+    skeleton of ``y`` with the band's.
 
     Args:
       x, y: ``[B, *spatial, C]`` soft masks (1, 2 or 3 spatial axes).
@@ -170,16 +171,17 @@ def skeleton_overlaps(x: jax.Array, y: jax.Array, weights: jax.Array, iterations
     window = min(rows + 2 * halo, spatial[0])
     origin = (0,) * len(rest)
     row = jnp.arange(window).reshape((window,) + (1,) * len(rest))
+    x_major, y_major = jnp.moveaxis(x, -1, 1), jnp.moveaxis(y, -1, 1)
 
     def band_sums(index: jax.Array) -> jax.Array:
         image, cls, band = index // (classes * bands), (index // bands) % classes, index % bands
         start = jnp.clip(band * rows - halo, 0, spatial[0] - window)
 
         def read(a: jax.Array) -> jax.Array:
-            at, size = (image, start, *origin, cls), (1, window, *rest, 1)
-            return jax.lax.dynamic_slice(a, at, size)[0, ..., 0]
+            at, size = (image, cls, start, *origin), (1, 1, window, *rest)
+            return jax.lax.dynamic_slice(a, at, size)[0, 0]
 
-        x_band, y_band = read(x), read(y)
+        x_band, y_band = read(x_major), read(y_major)
         w = jax.lax.dynamic_slice(weights, (image, start, *origin), (1, window, *rest))[0]
         # The margin is read for the skeleton's reach; only the band's own rows are summed.
         first = band * rows - start
