@@ -9,7 +9,7 @@ the surface elements of the surface metrics.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -123,20 +123,15 @@ def soft_skeleton(x: jax.Array, iterations: int) -> jax.Array:
     # each side, the skeleton's reach, so its kept rows are exact. lax.map and jax.checkpoint
     # keep forward mode and Hessian-vector products.
     spatial = x.shape[1:-1]
-    images = jnp.moveaxis(x, -1, 1).reshape((-1, *spatial))
-    rows, halo = _band_rows(spatial, iterations), iterations + 2
-    bands = spatial[0] // rows
-    window = min(rows + 2 * halo, spatial[0])
+    images = _class_major(x)
+    bands = _Bands.of(spatial, iterations)
 
     def band_skeleton(index: jax.Array) -> jax.Array:
-        image, band = index // bands, index % bands
-        # Clamped to the image, so a band at an edge sees the edge as the whole image does.
-        start = jnp.clip(band * rows - halo, 0, spatial[0] - window)
-        read = jax.lax.dynamic_slice_in_dim(images[image], start, window, 0)
-        skeleton = _image_skeleton(read, iterations)
-        return jax.lax.dynamic_slice_in_dim(skeleton, band * rows - start, rows, 0)
+        image, band = index // bands.count, index % bands.count
+        read, first = bands.read(images[image], band)
+        return jax.lax.dynamic_slice_in_dim(_image_skeleton(read, iterations), first, bands.rows)
 
-    indices = jnp.arange(images.shape[0] * bands)
+    indices = jnp.arange(images.shape[0] * bands.count)
     skeletons = jax.lax.map(jax.checkpoint(band_skeleton), indices)
     skeletons = skeletons.reshape((x.shape[0], x.shape[-1], *spatial))
     return jnp.moveaxis(skeletons, 1, -1)
@@ -165,34 +160,58 @@ def skeleton_overlaps(x: jax.Array, y: jax.Array, weights: jax.Array, iterations
       ``[B, C, 4]`` float sums, in the order above.
     """
     batch, *spatial, classes = x.shape
-    rest = tuple(spatial[1:])
-    rows, halo = _band_rows(tuple(spatial), iterations), iterations + 2
-    bands = spatial[0] // rows
-    window = min(rows + 2 * halo, spatial[0])
-    origin = (0,) * len(rest)
-    row = jnp.arange(window).reshape((window,) + (1,) * len(rest))
-    x_major, y_major = jnp.moveaxis(x, -1, 1), jnp.moveaxis(y, -1, 1)
+    bands = _Bands.of(tuple(spatial), iterations)
+    row = jnp.arange(bands.window).reshape((bands.window,) + (1,) * (len(spatial) - 1))
+    x_major, y_major = _class_major(x), _class_major(y)
 
     def band_sums(index: jax.Array) -> jax.Array:
-        image, cls, band = index // (classes * bands), (index // bands) % classes, index % bands
-        start = jnp.clip(band * rows - halo, 0, spatial[0] - window)
-
-        def read(a: jax.Array) -> jax.Array:
-            at, size = (image, cls, start, *origin), (1, 1, window, *rest)
-            return jax.lax.dynamic_slice(a, at, size)[0, 0]
-
-        x_band, y_band = read(x_major), read(y_major)
-        w = jax.lax.dynamic_slice(weights, (image, start, *origin), (1, window, *rest))[0]
+        pair, band = index // bands.count, index % bands.count
+        (x_band, first), (y_band, _) = (
+            bands.read(x_major[pair], band),
+            bands.read(y_major[pair], band),
+        )
+        w, _ = bands.read(weights[pair // classes], band)
         # The margin is read for the skeleton's reach; only the band's own rows are summed.
-        first = band * rows - start
-        w = jnp.where((row >= first) & (row < first + rows), w, jnp.zeros((), w.dtype))
+        w = jnp.where((row >= first) & (row < first + bands.rows), w, jnp.zeros((), w.dtype))
         s_x, s_y = _image_skeleton(x_band, iterations), _image_skeleton(y_band, iterations)
         parts = (w * s_x * y_band, w * s_x, w * s_y * x_band, w * s_y)
         return jnp.stack([jnp.sum(part) for part in parts])
 
-    indices = jnp.arange(batch * classes * bands)
+    indices = jnp.arange(batch * classes * bands.count)
     sums = jax.lax.map(jax.checkpoint(band_sums), indices)
-    return sums.reshape((batch, classes, bands, 4)).sum(axis=2)
+    return sums.reshape((batch, classes, bands.count, 4)).sum(axis=2)
+
+
+def _class_major(x: jax.Array) -> jax.Array:
+    """``[B, *spatial, C] -> [B·C, *spatial]``: one image per sample and class, contiguous."""
+    return jnp.moveaxis(x, -1, 1).reshape((-1, *x.shape[1:-1]))
+
+
+class _Bands(NamedTuple):
+    """An image's bands of rows (its first axis), each read with the skeleton's reach around it.
+
+    A band reads ``iterations + 2`` more rows on each side, the reach of the soft skeleton, so
+    the skeleton of its own rows is exact; the read is clamped to the image, so a band at an
+    edge sees the edge as the whole image does.
+    """
+
+    rows: int  # the band's own rows
+    count: int  # bands per image
+    window: int  # rows read per band
+    reach: int  # rows of margin on each side
+    height: int  # rows of the image
+
+    @classmethod
+    def of(cls, spatial: tuple[int, ...], iterations: int) -> _Bands:
+        rows, reach = _band_rows(spatial, iterations), iterations + 2
+        window = min(rows + 2 * reach, spatial[0])
+        return cls(rows, spatial[0] // rows, window, reach, spatial[0])
+
+    def read(self, image: jax.Array, band: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The ``window`` rows of ``image`` ``[*spatial]`` read for ``band``, and where the
+        band's own rows start in them."""
+        start = jnp.clip(band * self.rows - self.reach, 0, self.height - self.window)
+        return jax.lax.dynamic_slice_in_dim(image, start, self.window), band * self.rows - start
 
 
 # Elements of a band beyond which splitting an image further saves memory but not time.
