@@ -6,6 +6,10 @@ maker says otherwise.
 """
 
 import functools
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,22 @@ import numpy as np
 IGNORE = 255  # the ignore_index every test uses
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"  # the training examples and the notebook
+
+
+def run_on_host_devices(args: list[str], devices: int = 8) -> Any:
+    """Runs ``python *args`` from the repository root with ``devices`` CPU devices and returns
+    the JSON of its last output line. JAX fixes its device count when it starts, so a check on
+    several devices runs in a process of its own (``XLA_FLAGS`` appended, ``JAX_PLATFORMS=cpu``).
+    """
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flag = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+    done = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------------------------

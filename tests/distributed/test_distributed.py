@@ -6,13 +6,11 @@ computes everything and prints the relative differences against the whole batch 
 as JSON; the tests here assert on them. (One launch: importing JAX and compiling dominate.)
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_on_host_devices
 
 pytest.importorskip("flax")
 pytest.importorskip("optax")
@@ -24,21 +22,7 @@ TOLERANCE = 1e-6
 
 @pytest.fixture(scope="module")
 def measured():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_on_host_devices([str(SCRIPT)], devices=8)
 
 
 def test_jit_with_sharded_batch_equals_one_device(measured):

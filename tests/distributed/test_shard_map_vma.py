@@ -5,18 +5,12 @@ JAX fixes its device count when it starts, so ``vma_check.py`` runs in a subproc
 devices and prints the differences as JSON.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.helpers import run_on_host_devices
 from tests.metrics.test_metric_rules import METRIC_CASES
 from tests.rules.cases import rule_cases
 
-ROOT = Path(__file__).resolve().parents[2]
 # Panoptic matching below IoU 0.5 calls optax's Hungarian algorithm, whose loop starts from
 # constants: under check_vma it needs check_vma=False (documented in instance_metrics.md).
 REFUSED = {"panoptic_counts/pairs, stuff, below 0.5"}
@@ -24,22 +18,7 @@ REFUSED = {"panoptic_counts/pairs, stuff, below 0.5"}
 
 @pytest.fixture(scope="module")
 def measured():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.distributed.vma_check"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_on_host_devices(["-m", "tests.distributed.vma_check"], devices=8)
 
 
 def test_every_loss_runs_sharded_with_check_vma(measured):

@@ -8,9 +8,6 @@ accumulators on the same batches, with a ``[B]`` mask of images too, and on 8 de
 """
 
 import importlib
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from clu import metrics as clu_metrics
 
 import jaxseg_losses as jsl
 import jaxseg_losses.clu
+from tests.helpers import run_on_host_devices
 from tests.integrations import cases
 
 SCRIPT = Path(__file__).with_name("multidevice_check.py")
@@ -138,18 +136,7 @@ def test_import_without_clu_names_the_extra(monkeypatch):
 
 @pytest.fixture(scope="module")
 def on_eight_devices():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "clu"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_on_host_devices([str(SCRIPT), "clu"], devices=8)
 
 
 @pytest.mark.parametrize("mode", ["clu_shard_map", "clu_pmap"])

@@ -8,7 +8,6 @@ same batches, after a ``reset`` too, with a ``[B]`` mask of images, and on 8 dev
 
 import functools
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from flax import nnx
 import jaxseg_losses as jsl
 import jaxseg_losses.nnx
 from jaxseg_losses import _streams
+from tests.helpers import run_on_host_devices
 from tests.integrations import cases
 
 SCRIPT = Path(__file__).with_name("multidevice_check.py")
@@ -258,18 +258,7 @@ def test_the_core_imports_and_runs_without_flax_and_clu():
 
 @pytest.fixture(scope="module")
 def on_eight_devices():
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "nnx"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_on_host_devices([str(SCRIPT), "nnx"], devices=8)
 
 
 def test_axis_name_on_eight_devices_gives_the_one_device_numbers(on_eight_devices):
